@@ -1,0 +1,63 @@
+"""Guided convolution modules and the DSR network."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from depthsr.models import HierarchicalPAKA, PACConv2d, PAKAConv2d, build_model
+from depthsr.ops import paka_conv2d_reference
+
+
+def test_fresh_paka_layer_is_plain_convolution():
+    torch.manual_seed(0)
+    layer = PAKAConv2d(6, 5, kernel_size=3, dilation=2, guide_channels=4).double()
+    x, g = torch.randn(2, 6, 11, 9, dtype=torch.float64), torch.randn(2, 4, 11, 9, dtype=torch.float64)
+    assert torch.count_nonzero(layer.channel_attention(g)) == 0 and torch.count_nonzero(layer.spatial_attention(g)) == 0
+    torch.testing.assert_close(layer(x, g), F.conv2d(x, layer.weight, layer.bias, padding=2, dilation=2),
+                               rtol=1e-13, atol=1e-13)
+
+
+def test_trained_paka_layer_matches_reference_with_its_own_branches():
+    torch.manual_seed(1)
+    layer = PAKAConv2d(4, 3, kernel_size=5).double()
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(1, 4, 8, 10, dtype=torch.float64)
+    ref = paka_conv2d_reference(x, layer.weight, layer.bias, layer.channel_attention(x), layer.spatial_attention(x))
+    torch.testing.assert_close(layer(x), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_pac_layer_and_hpm_shapes_and_gradients():
+    x, g = torch.randn(2, 8, 12, 12, requires_grad=True), torch.randn(2, 5, 12, 12)
+    y = PACConv2d(8, 6, guide_channels=5)(x, g)
+    assert y.shape == (2, 6, 12, 12)
+    hpm = HierarchicalPAKA(8, 5, dilations=(1, 2, 4))
+    out = hpm(x, g)
+    assert out.shape == x.shape
+    out.sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in hpm.parameters())
+
+
+@pytest.mark.parametrize("name", ["paka", "plain", "pac"])
+@pytest.mark.parametrize("scale,h,w", [(2, 9, 7), (4, 8, 10), (8, 5, 6), (16, 3, 4)])
+def test_network_output_shape_for_every_scale(name, scale, h, w):
+    torch.manual_seed(0)
+    net = build_model(name, width=16, blocks=1)
+    lr, rgb = torch.rand(2, 1, h, w), torch.rand(2, 3, h * scale, w * scale)
+    out = net(lr, rgb)
+    assert out.shape == (2, 1, h * scale, w * scale) and torch.isfinite(out).all()
+
+
+def test_network_starts_near_bicubic_and_trains():
+    torch.manual_seed(0)
+    net = build_model("paka", width=16, blocks=1)
+    lr, rgb, gt = torch.rand(1, 1, 8, 8), torch.rand(1, 3, 32, 32), torch.rand(1, 1, 32, 32)
+    out = net(lr, rgb)
+    F.l1_loss(out, gt).backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'foo'"):
+        build_model("foo")
