@@ -41,6 +41,7 @@ class GuidedDSRNet(nn.Module):
         super().__init__()
         c2, c1, c0 = width, width * 3 // 4, width // 2
         self.conv_kind = conv
+        self.config = {"width": width, "blocks": blocks, "dilations": list(dilations)}
         self.rgb0 = _conv(3, c0)
         self.rgb1 = _conv(c0, c1, stride=2)
         self.rgb2 = _conv(c1, c2, stride=2)

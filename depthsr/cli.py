@@ -1,0 +1,55 @@
+"""The `depthsr` command.
+
+    depthsr fit|validate|test --config configs/nyu_x4.yaml ...   training and evaluation (LightningCLI)
+    depthsr upsample --rgb RGB --depth LR --out OUT               upsample your own depth maps
+    depthsr compare --data SPEC --scales 4 8 16 --methods ...     one table: methods x scales x data sets
+    depthsr profile                                               parameters and FLOPs of each network
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from depthsr.errors import DepthSRError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+
+
+def _wandb_offline_without_key() -> None:
+    """W&B runs offline (sync later) unless an API key or a login is present."""
+    has_login = os.path.exists(os.path.expanduser("~/.netrc")) and "api.wandb.ai" in open(
+        os.path.expanduser("~/.netrc")).read()
+    if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY") and not has_login:
+        os.environ["WANDB_MODE"] = "offline"
+
+
+def run_lightning(argv: list[str]) -> None:
+    from pytorch_lightning.cli import LightningCLI
+
+    from depthsr.data.datamodule import DSRDataModule
+    from depthsr.lit import DSRModule
+    from depthsr.training import LogConfig
+
+    _wandb_offline_without_key()
+    LightningCLI(DSRModule, DSRDataModule, args=argv, save_config_callback=LogConfig,
+                 save_config_kwargs={"overwrite": True})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in LIGHTNING_COMMANDS:
+            run_lightning(argv)
+            return 0
+        from depthsr.commands import build_parser
+
+        args = build_parser().parse_args(argv)
+        return int(args.run(args) or 0)
+    except DepthSRError as err:
+        print(f"depthsr: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

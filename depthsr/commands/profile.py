@@ -1,0 +1,36 @@
+"""`depthsr profile`: parameters and FLOPs of each network at one output size."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from depthsr.models import MODEL_NAMES, build_model
+
+
+def count(name: str, height: int, width: int, scale: int, **kwargs) -> tuple[int, int]:
+    """(parameters, FLOPs of one forward pass) of network `name` for an output of height x width."""
+    model = build_model(name, **kwargs).eval()
+    lr, rgb = torch.rand(1, 1, height // scale, width // scale), torch.rand(1, 3, height, width)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(lr, rgb)
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops()
+
+
+def run(args: argparse.Namespace) -> int:
+    print(f"output {args.height} x {args.width}, x{args.scale} (FLOPs of convolutions and matrix products)")
+    print(f"{'model':<8} {'parameters':>11} {'GFLOPs':>8}")
+    for name in args.models:
+        params, flops = count(name, args.height, args.width, args.scale)
+        print(f"{name:<8} {params:>11,} {flops / 1e9:>8.2f}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("profile", help="parameters and FLOPs of each network")
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    p.set_defaults(run=run)

@@ -1,0 +1,188 @@
+"""The Lightning data module: training crops with on-the-fly degradation, full-image evaluation sets.
+
+Training sources: NYU v2 (``mat_path``: first ``num_train`` pairs, less a validation slice at their end),
+procedural scenes (``synthetic``) and folder sets whose meta.json says ``role: train`` (``train_folders``).
+Evaluation: the validation slice (or held-out procedural scenes) and the NYU test part, each at every
+scale in ``scales`` under ``protocol``.
+"""
+from __future__ import annotations
+
+import random
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from depthsr.data.degrade import degrade, downsample
+from depthsr.data.folder import FolderDataset
+from depthsr.data.nyu import NYUv2Dataset, nyu_split
+from depthsr.data.sample import Sample
+from depthsr.data.synthetic import SyntheticDataset
+from depthsr.errors import DepthSRError
+
+NYU_BORDER = 6  # pixels left out of the metric (the NYU protocol's border crop)
+
+
+class RandomCrops(Dataset):
+    """Random `crop` x `crop` windows with random flips; each base item is visited `repeats` times per epoch.
+    With `cache`, base items are read once per process and kept in memory (small training sets)."""
+
+    def __init__(self, base: Dataset, crop: int, repeats: int = 1, cache: bool = False) -> None:
+        self.base, self.crop, self.repeats = base, crop, repeats
+        self.cache: dict[int, Sample] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.base) * self.repeats
+
+    def _item(self, index: int) -> Sample:
+        if self.cache is None:
+            return self.base[index]
+        if index not in self.cache:
+            self.cache[index] = self.base[index]
+        return self.cache[index]
+
+    def __getitem__(self, index: int) -> Sample:
+        s = self._item(index % len(self.base))
+        h, w = s["depth"].shape[-2:]
+        if h < self.crop or w < self.crop:
+            raise DepthSRError(f"{s.get('name')}: {h} x {w} is smaller than the training crop {self.crop}")
+        y, x = random.randint(0, h - self.crop), random.randint(0, w - self.crop)
+        out = {k: s[k][..., y : y + self.crop, x : x + self.crop] for k in ("rgb", "depth", "valid")}
+        if random.random() < 0.5:
+            out = {k: v.flip(-1) for k, v in out.items()}
+        if random.random() < 0.5:
+            out = {k: v.flip(-2) for k, v in out.items()}
+        return {k: v.contiguous() for k, v in out.items()}
+
+
+class DegradeCollate:
+    """Stacks training crops and adds `lr` under the protocol, at one scale drawn per batch."""
+
+    def __init__(self, scales: list[int], protocol: str, noise: float) -> None:
+        self.scales, self.protocol, self.noise = list(scales), protocol, noise
+
+    def __call__(self, items: list[Sample]) -> dict[str, torch.Tensor]:
+        batch = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "valid")}
+        scale = random.choice(self.scales)
+        batch["lr"] = downsample(batch["depth"], scale, self.protocol, self.noise)
+        batch["scale"] = torch.tensor(scale)
+        return batch
+
+
+class Degraded(Dataset):
+    """Full evaluation images at one scale under a protocol, with the metric's border crop."""
+
+    def __init__(self, base: Dataset, scale: int, protocol: str, noise: float = 0.01, crop: int = 0) -> None:
+        self.base, self.scale, self.protocol, self.noise, self.crop = base, scale, protocol, noise, crop
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Sample:
+        gen = torch.Generator().manual_seed(index)  # the noisy protocol's noise is fixed per image
+        s = degrade(self.base[index], self.scale, self.protocol, self.noise, gen)
+        s["crop"] = self.crop
+        return s
+
+
+def _train_folder(path: str) -> FolderDataset:
+    ds = FolderDataset(path)
+    if ds.role != "train":
+        raise DepthSRError(f"{path}: meta.json marks this set role '{ds.role}'; only 'train' sets may be trained on")
+    return ds
+
+
+class DSRDataModule(pl.LightningDataModule):
+    """Data for guided depth super-resolution.
+
+    Args:
+        mat_path: NYU v2 labeled .mat (or a plain HDF5 file of the same layout).
+        num_train: the first `num_train` NYU pairs train (the rest test).
+        val_count: the last `val_count` of the training pairs validate instead.
+        synthetic: procedural training scenes (0: none).
+        train_folders: folder sets marked ``role: train`` to train on as well.
+        folder_repeats: how many times each folder set is listed (weights it against the other sources).
+        scales: training scales (one drawn per batch); evaluation runs at each.
+        protocol: 'bicubic', 'point' or 'noisy'.
+        noise: noise level of the noisy protocol (fraction of each image's depth range).
+        crop: training crop size (a multiple of every scale).
+        repeats: visits of each training image per epoch (random crops differ).
+        cache: keep decoded training images in memory (for small training sets).
+        batch_size, num_workers: loader settings.
+    """
+
+    def __init__(
+        self,
+        mat_path: str | None = None,
+        num_train: int = 1000,
+        val_count: int = 50,
+        synthetic: int = 0,
+        train_folders: list[str] | None = None,
+        folder_repeats: int = 1,
+        scales: list[int] | None = None,
+        protocol: str = "bicubic",
+        noise: float = 0.01,
+        crop: int = 256,
+        repeats: int = 1,
+        cache: bool = False,
+        batch_size: int = 4,
+        num_workers: int = 2,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.scales = list(scales or [4])
+        if any(crop % s for s in self.scales):
+            raise DepthSRError(f"crop {crop} must be a multiple of every scale {self.scales}")
+        if mat_path is None and not synthetic and not train_folders:
+            raise DepthSRError("no training data: give --data.mat_path, --data.synthetic N or --data.train_folders")
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        train: list[Dataset] = []
+        self.val_sets: list[tuple[str, Dataset, int]] = []  # (name, dataset, border crop)
+        self.test_sets: list[tuple[str, Dataset, int]] = []
+        if hp.mat_path is not None:
+            train_idx, test_idx = nyu_split(hp.mat_path, hp.num_train)
+            n_val = min(hp.val_count, len(train_idx) - 1)
+            train.append(NYUv2Dataset(hp.mat_path, train_idx[: len(train_idx) - n_val]))
+            if n_val > 0:
+                self.val_sets.append(("nyu_val", NYUv2Dataset(hp.mat_path, train_idx[len(train_idx) - n_val :]),
+                                      NYU_BORDER))
+            self.test_sets.append(("nyu_test", NYUv2Dataset(hp.mat_path, test_idx), NYU_BORDER))
+        if hp.synthetic:
+            train.append(SyntheticDataset(hp.synthetic, (hp.crop, hp.crop), seed=0))
+            if not self.val_sets:
+                self.val_sets.append(("synthetic_val", SyntheticDataset(8, (256, 256), seed=10_000_000), 0))
+        train += [_train_folder(p) for p in hp.train_folders or [] for _ in range(hp.folder_repeats)]
+        self.train_set = RandomCrops(ConcatDataset(train), hp.crop, hp.repeats, hp.cache)
+
+    def _eval_loaders(self, sets: list[tuple[str, Dataset, int]]) -> list[DataLoader]:
+        loaders = []
+        for _, ds, border in sets:
+            for scale in self.scales:
+                data = Degraded(ds, scale, self.hparams.protocol, self.hparams.noise, border)
+                sampler = None
+                if torch.distributed.is_available() and torch.distributed.is_initialized():
+                    sampler = UnrepeatedDistributedSampler(data, shuffle=False)  # never pads: no double counting
+                loaders.append(DataLoader(data, batch_size=1, sampler=sampler, num_workers=self.hparams.num_workers,
+                                          persistent_workers=self.hparams.num_workers > 0))
+        return loaders
+
+    def eval_names(self, stage: str) -> list[str]:
+        sets = self.val_sets if stage == "val" else self.test_sets
+        return [f"{name}_x{scale}" for name, _, _ in sets for scale in self.scales]
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, drop_last=True,
+                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
+                          collate_fn=DegradeCollate(self.scales, hp.protocol, hp.noise))
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders(self.val_sets)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        if not self.test_sets:
+            raise DepthSRError("no test set: give --data.mat_path (the NYU file's last pairs are the test set)")
+        return self._eval_loaders(self.test_sets)

@@ -1,0 +1,126 @@
+"""The LightningModule: thin glue between the network, the loss, the optimiser and the metric."""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from depthsr.data.sample import units
+from depthsr.method import normalise
+from depthsr.metrics import DepthMetrics
+from depthsr.models import build_model
+from depthsr.visualize import error_panel
+
+
+class DSRModule(pl.LightningModule):
+    """Trains and evaluates a guided DSR network.
+
+    Args:
+        model: 'paka', 'pac' or 'plain'.
+        model_kwargs: passed to the network (width, blocks, dilations).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        scheduler: 'cosine' (to 1% of lr over max_epochs) or 'step' (x0.5 every step_size epochs).
+        step_size: epochs per step of the step schedule.
+        loss: 'l1' or 'l2', on depth normalised by the LR input's range, valid pixels only.
+        norm: 'lr' (per-image LR min-max, what a user has) or 'gt' (ground truth's, as published tables do).
+        log_images: how many validation images to log as panels per epoch.
+    """
+
+    def __init__(self, model: str = "paka", model_kwargs: dict | None = None, lr: float = 2e-4,
+                 weight_decay: float = 1e-4, scheduler: str = "cosine", step_size: int = 30, loss: str = "l1",
+                 norm: str = "lr", log_images: int = 2) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(model, **(model_kwargs or {}))
+        self.val_metrics = torch.nn.ModuleList()
+        self.test_metrics = torch.nn.ModuleList()
+
+    def forward(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        return self.model(lr, rgb)
+
+    def _predict(self, batch: dict) -> torch.Tensor:  # B x 1 x H x W in the data set's units
+        depth_range = None
+        if self.hparams.norm == "gt":
+            big = torch.finfo(batch["depth"].dtype).max
+            d, v = batch["depth"], batch["valid"]
+            depth_range = (torch.where(v, d, big).amin((1, 2, 3), keepdim=True),
+                           torch.where(v, d, -big).amax((1, 2, 3), keepdim=True))
+        lr_norm, lo, span = normalise(batch["lr"], depth_range)
+        return self.model(lr_norm, batch["rgb"]) * span + lo
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        lr_norm, lo, span = normalise(batch["lr"])
+        pred = self.model(lr_norm, batch["rgb"])
+        target, valid = (batch["depth"] - lo) / span, batch["valid"]
+        err = (pred - target)[valid]
+        loss = err.abs().mean() if self.hparams.loss == "l1" else err.square().mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        return loss
+
+    def _metrics(self, stage: str) -> torch.nn.ModuleList:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        names = self.trainer.datamodule.eval_names(stage)
+        while len(metrics) < len(names):
+            metrics.append(DepthMetrics())
+        return metrics
+
+    def _eval_step(self, batch: dict, batch_idx: int, dataloader_idx: int, stage: str) -> None:
+        pred = self._predict(batch)
+        factor = units(batch["units"][0]).factor
+        crop = int(batch["crop"][0])
+        metric = self._metrics(stage)[dataloader_idx]
+        metric.crop = crop
+        metric.update(pred * factor, batch["depth"] * factor, batch["valid"])
+        if stage == "val" and batch_idx < self.hparams.log_images and dataloader_idx == 0:
+            self._log_panel(batch, pred, batch_idx)
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, batch_idx, dataloader_idx, "val")
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, batch_idx, dataloader_idx, "test")
+
+    def _epoch_end(self, stage: str) -> None:
+        names = self.trainer.datamodule.eval_names(stage)
+        metrics = self._metrics(stage)
+        rmses = []
+        for name, metric in zip(names, metrics):
+            values = metric.compute()
+            for key in ("rmse", "rmse_pooled", "mae", "delta1"):
+                self.log(f"{stage}/{name}/{key}", values[key], sync_dist=False)
+            rmses.append(values["rmse"])
+            metric.reset()
+        if rmses:
+            self.log(f"{stage}/rmse", torch.stack(rmses).mean(), prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def _log_panel(self, batch: dict, pred: torch.Tensor, index: int) -> None:
+        logger = self.logger
+        if logger is None or not hasattr(logger, "log_image") or self.global_rank != 0:
+            return
+        panel = error_panel(batch["rgb"][0], batch["lr"][0], pred[0], batch["depth"][0], batch["valid"][0])
+        logger.log_image(key=f"val/panel_{index}", images=[panel], step=self.global_step,
+                         caption=["rgb | lr | prediction | ground truth | |error|"])
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=0.5)
+        elif hp.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs or 1),
+                                                               eta_min=hp.lr * 0.01)
+        else:
+            raise ValueError(f"unknown scheduler {hp.scheduler!r}; choose 'cosine' or 'step'")
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_fit_start(self) -> None:
+        if self.logger is not None:
+            n = sum(p.numel() for p in self.model.parameters())
+            self.logger.log_hyperparams({"parameters": n})

@@ -1,0 +1,67 @@
+"""The depth metric, in one place: masked, per image, in the data set's units (times a report factor).
+
+Headline: the mean over images of per-image RMSE (the convention of DKN/JIIF/DCTNet tables); beside it the
+pooled RMSE over all valid pixels, MAE and the delta < 1.25 accuracy. A border of `crop` pixels is left
+out (6 for the NYU protocol).
+"""
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+
+def crop_border(t: torch.Tensor, crop: int) -> torch.Tensor:  # ... x H x W -> ... x (H-2c) x (W-2c)
+    return t[..., crop : t.shape[-2] - crop, crop : t.shape[-1] - crop] if crop > 0 else t
+
+
+def per_image_errors(
+    pred: torch.Tensor,  # B x 1 x H x W
+    target: torch.Tensor,  # B x 1 x H x W
+    valid: torch.Tensor | None = None,  # B x 1 x H x W bool
+    crop: int = 0,
+    factor: float = 1.0,
+) -> dict[str, torch.Tensor]:  # each B, float64
+    """Per-image sums over valid pixels: squared error, absolute error, delta hits, pixel count."""
+    pred, target = crop_border(pred, crop).double() * factor, crop_border(target, crop).double() * factor
+    mask = torch.isfinite(target) & (target != 0)
+    if valid is not None:
+        mask &= crop_border(valid, crop)
+    err = torch.where(mask, pred - target, torch.zeros_like(pred))
+    ratio = torch.where(mask, torch.maximum(pred / target, target / pred), torch.full_like(pred, torch.inf))
+    dims = tuple(range(1, pred.dim()))
+    return {
+        "sq": err.square().sum(dims),
+        "abs": err.abs().sum(dims),
+        "delta": ((ratio < 1.25) & mask).sum(dims).double(),
+        "count": mask.sum(dims).double(),
+    }
+
+
+class DepthMetrics(Metric):
+    """Accumulates per-image errors; `compute()` gives rmse (per-image mean), rmse_pooled, mae, delta1, images."""
+
+    full_state_update = False
+
+    def __init__(self, crop: int = 0, factor: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.crop, self.factor = crop, factor
+        for name in ("rmse_sum", "sq", "abs", "delta", "count", "images"):
+            self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        e = per_image_errors(pred, target, valid, self.crop, self.factor)
+        has = e["count"] > 0
+        self.rmse_sum += (e["sq"][has] / e["count"][has]).sqrt().sum()
+        self.images += has.sum()
+        for key in ("sq", "abs", "delta", "count"):
+            getattr(self, key).add_(e[key].sum())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        count = self.count.clamp_min(1)
+        return {
+            "rmse": self.rmse_sum / self.images.clamp_min(1),
+            "rmse_pooled": (self.sq / count).sqrt(),
+            "mae": self.abs / count,
+            "delta1": self.delta / count,
+            "images": self.images,
+        }
