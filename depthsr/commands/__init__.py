@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthsr.commands import export, profile
+from depthsr.commands import compare, export, profile, upsample
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +13,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "--config configs/nyu_x4.yaml (see depthsr fit --help).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (export, profile):
+    for module in (upsample, compare, export, profile):
         module.add_parser(sub)
     return parser

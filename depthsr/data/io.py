@@ -83,7 +83,7 @@ def read_depth(path: str | Path, depth_scale: float | None = None) -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None]
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
@@ -106,7 +106,7 @@ def write_pfm(path: str | Path, depth: np.ndarray) -> None:
             f.write(b"Pf\n%d %d\n-1\n" % (width, height))
             f.write(np.ascontiguousarray(depth[::-1]).tobytes())
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
 
 
 def write_depth(path: str | Path, depth: torch.Tensor, depth_scale: float = 1000.0) -> None:
@@ -116,12 +116,12 @@ def write_depth(path: str | Path, depth: torch.Tensor, depth_scale: float = 1000
     arr = depth.detach().cpu().float().numpy().reshape(depth.shape[-2:])
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        _atomic_write(path, lambda tmp: np.save(tmp, arr))
+        atomic_write(path, lambda tmp: np.save(tmp, arr))
     elif suffix == ".pfm":
         write_pfm(path, arr)
     elif suffix == ".png":
         png = np.clip(np.nan_to_num(arr * depth_scale, nan=0.0), 0, 65535).round().astype(np.uint16)
-        _atomic_write(path, lambda tmp: _imwrite(tmp, png))
+        atomic_write(path, lambda tmp: _imwrite(tmp, png))
     else:
         raise DepthSRError(f"{path}: unknown depth format {suffix!r}; use one of {', '.join(DEPTH_SUFFIXES)}")
 
@@ -134,4 +134,4 @@ def _imwrite(path: str, img: np.ndarray) -> None:
 def write_image(path: str | Path, rgb: np.ndarray) -> None:
     """Write an H x W x 3 uint8 RGB image atomically (format by extension)."""
     path = Path(path)
-    _atomic_write(path, lambda tmp: _imwrite(tmp, np.ascontiguousarray(rgb[:, :, ::-1])))
+    atomic_write(path, lambda tmp: _imwrite(tmp, np.ascontiguousarray(rgb[:, :, ::-1])))

@@ -1,0 +1,54 @@
+"""Evaluate one method on one data set at one scale: the loop `depthsr compare` runs for every cell.
+
+The same pieces as training and `upsample`: the data set's reader, `degrade` (the protocol), the method
+wrapper and `DepthMetrics`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Dataset
+
+from depthsr.data.degrade import degrade
+from depthsr.data.sample import units
+from depthsr.method import Method, lr_range
+from depthsr.metrics import DepthMetrics, per_image_errors
+
+
+@dataclass
+class Result:
+    """Summary of one (method, data set, scale) cell, with its per-image rows."""
+
+    rmse: float
+    rmse_pooled: float
+    mae: float
+    delta1: float
+    images: int
+    units: str
+    per_image: list[dict] = field(default_factory=list)
+
+
+def evaluate(method: Method, dataset: Dataset, scale: int, protocol: str = "bicubic", norm: str = "lr",
+             border: int = 0, noise: float = 0.01, limit: int | None = None, progress=None) -> Result:
+    """Per-image and overall errors of `method` on `dataset` at `scale` (in the data set's report units)."""
+    metric = DepthMetrics(crop=border)
+    rows, report = [], "units"
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    for index in range(n):
+        sample = degrade(dataset[index], scale, protocol, noise, torch.Generator().manual_seed(index))
+        u = units(sample["units"])
+        report = u.report
+        depth, valid = sample["depth"][None], sample["valid"][None]
+        depth_range = lr_range(depth, valid) if norm == "gt" else None
+        pred = method(sample["lr"][None], sample["rgb"][None], depth_range)
+        metric.update(pred * u.factor, depth * u.factor, valid)
+        e = per_image_errors(pred, depth, valid, border, u.factor)
+        count = float(e["count"][0])
+        rows.append({"image": sample["name"], "rmse": (float(e["sq"][0]) / max(count, 1)) ** 0.5,
+                     "mae": float(e["abs"][0]) / max(count, 1), "pixels": int(count)})
+        if progress is not None:
+            progress.update(1)
+    values = {k: float(v) for k, v in metric.compute().items()}
+    return Result(values["rmse"], values["rmse_pooled"], values["mae"], values["delta1"], int(values["images"]),
+                  report, rows)

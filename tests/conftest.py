@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"real RGB-D pairs not found at {SHARED} (CI provides ../shared/data)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def nyu_file(tmp_path_factory, shared) -> Path:
+    """A tiny NYU-format .mat (MATLAB v7.3 header + HDF5): 6 pairs of 96 x 128 crops of real pairs,
+    depth in metres (the 8-bit levels mapped to 0.5..10 m)."""
+    from depthsr.data.folder import read_pair
+    from depthsr.data.nyu import write_nyu_file
+
+    rgbs, depths = [], []
+    for set_name, name in [("middlebury2005", n) for n in ("art", "books", "dolls", "laundry", "moebius", "reindeer")]:
+        s = read_pair(shared / set_name / name, "disparity8")
+        rgb = (s["rgb"][:, 300:396, 400:528].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        d = s["depth"][0, 300:396, 400:528].numpy()
+        rgbs.append(rgb)
+        depths.append(0.5 + 9.5 * (255 - d) / 255)
+    path = tmp_path_factory.mktemp("nyu") / "nyu_tiny.mat"
+    write_nyu_file(path, np.stack(rgbs), np.stack(depths).astype(np.float32))
+    return path
