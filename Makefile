@@ -27,7 +27,7 @@ test: setup
 	WANDB_MODE=offline $(BIN)/python -m pytest -q
 
 demo: setup
-	$(BIN)/depthsr upsample --rgb examples/teddy/rgb.png --depth examples/teddy/lr_x4.png --depth-scale 1 \
+	$(BIN)/depthsr upsample --rgb examples/teddy/rgb.png --depth examples/teddy/lr_x4.png \
 		--out out/teddy_x4.png --preview out/teddy_x4_preview.png --gt examples/teddy/depth.png
 
 bench: setup

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from depthsr.data.degrade import degrade
 from depthsr.data.sample import units
-from depthsr.method import Method, lr_range
+from depthsr.method import Method, valid_range
 from depthsr.metrics import DepthMetrics, per_image_errors
 
 
@@ -40,7 +40,7 @@ def evaluate(method: Method, dataset: Dataset, scale: int, protocol: str = "bicu
         u = units(sample["units"])
         report = u.report
         depth, valid = sample["depth"][None], sample["valid"][None]
-        depth_range = lr_range(depth, valid) if norm == "gt" else None
+        depth_range = valid_range(depth, valid) if norm == "gt" else None
         pred = method(sample["lr"][None], sample["rgb"][None], depth_range)
         metric.update(pred * u.factor, depth * u.factor, valid)
         e = per_image_errors(pred, depth, valid, border, u.factor)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from depthsr.data.sample import units
-from depthsr.method import normalise
+from depthsr.method import valid_range, normalise
 from depthsr.metrics import DepthMetrics
 from depthsr.models import build_model
 from depthsr.visualize import error_panel
@@ -35,17 +35,13 @@ class DSRModule(pl.LightningModule):
         self.model = build_model(model, **(model_kwargs or {}))
         self.val_metrics = torch.nn.ModuleList()
         self.test_metrics = torch.nn.ModuleList()
+        self._report_units: dict[int, str] = {}
 
     def forward(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         return self.model(lr, rgb)
 
     def _predict(self, batch: dict) -> torch.Tensor:  # B x 1 x H x W in the data set's units
-        depth_range = None
-        if self.hparams.norm == "gt":
-            big = torch.finfo(batch["depth"].dtype).max
-            d, v = batch["depth"], batch["valid"]
-            depth_range = (torch.where(v, d, big).amin((1, 2, 3), keepdim=True),
-                           torch.where(v, d, -big).amax((1, 2, 3), keepdim=True))
+        depth_range = valid_range(batch["depth"], batch["valid"]) if self.hparams.norm == "gt" else None
         lr_norm, lo, span = normalise(batch["lr"], depth_range)
         return self.model(lr_norm, batch["rgb"]) * span + lo
 
@@ -67,7 +63,9 @@ class DSRModule(pl.LightningModule):
 
     def _eval_step(self, batch: dict, batch_idx: int, dataloader_idx: int, stage: str) -> None:
         pred = self._predict(batch)
-        factor = units(batch["units"][0]).factor
+        u = units(batch["units"][0])
+        self._report_units[dataloader_idx] = u.report
+        factor = u.factor
         crop = int(batch["crop"][0])
         metric = self._metrics(stage)[dataloader_idx]
         metric.crop = crop
@@ -85,10 +83,16 @@ class DSRModule(pl.LightningModule):
         names = self.trainer.datamodule.eval_names(stage)
         metrics = self._metrics(stage)
         rmses = []
-        for name, metric in zip(names, metrics):
+        for index, (name, metric) in enumerate(zip(names, metrics)):
             values = metric.compute()
             for key in ("rmse", "rmse_pooled", "mae", "delta1"):
                 self.log(f"{stage}/{name}/{key}", values[key], sync_dist=False)
+            if stage == "test" and self.global_rank == 0:
+                unit = self._report_units.get(index, "")
+                print(f"test {name}: RMSE {float(values['rmse']):.8g} {unit} (pooled {float(values['rmse_pooled']):.6g}, "
+                      f"MAE {float(values['mae']):.6g}, delta<1.25 {float(values['delta1']):.4f}, "
+                      f"{int(values['images'])} images, protocol {self.trainer.datamodule.hparams.protocol}, "
+                      f"norm {self.hparams.norm})")
             rmses.append(values["rmse"])
             metric.reset()
         if rmses:

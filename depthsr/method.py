@@ -38,7 +38,7 @@ def fill_invalid(lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # B x 
     return filled, valid
 
 
-def lr_range(lr: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # B x 1 x 1 x 1 each
+def valid_range(lr: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # B x 1 x 1 x 1 each
     """Per-image min and max over valid pixels."""
     big = torch.finfo(lr.dtype).max
     lo = torch.where(valid, lr, torch.full_like(lr, big)).amin((1, 2, 3), keepdim=True)
@@ -52,7 +52,7 @@ def normalise(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # lr in 0..1, lo (B x 1 x 1 x 1), span (B x 1 x 1 x 1)
     """Fill invalid pixels and min-max normalise per image by the LR's range (or `depth_range`)."""
     lr, valid = fill_invalid(lr)
-    lo, hi = lr_range(lr, valid) if depth_range is None else depth_range
+    lo, hi = valid_range(lr, valid) if depth_range is None else depth_range
     span = (hi - lo).clamp_min(1e-6)
     return (lr - lo) / span, lo, span
 

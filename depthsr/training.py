@@ -30,6 +30,6 @@ class LogConfig(SaveConfigCallback):
     """Saves the resolved CLI config beside the run and puts all of it in the logger's run config (W&B)."""
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if trainer.logger is not None:
-            config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
-            trainer.logger.log_hyperparams(config)
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams(config)

@@ -22,16 +22,19 @@ def shared() -> Path:
 
 @pytest.fixture(scope="session")
 def nyu_file(tmp_path_factory, shared) -> Path:
-    """A tiny NYU-format .mat (MATLAB v7.3 header + HDF5): 6 pairs of 96 x 128 crops of real pairs,
-    depth in metres (the 8-bit levels mapped to 0.5..10 m)."""
+    """A tiny NYU-format .mat (MATLAB v7.3 header + HDF5): the 6 Middlebury 2005 training pairs shrunk to
+    96 x 128, depth in metres (the 8-bit levels mapped to 0.5..10 m)."""
+    import cv2
+
     from depthsr.data.folder import read_pair
     from depthsr.data.nyu import write_nyu_file
 
     rgbs, depths = [], []
     for set_name, name in [("middlebury2005", n) for n in ("art", "books", "dolls", "laundry", "moebius", "reindeer")]:
         s = read_pair(shared / set_name / name, "disparity8")
-        rgb = (s["rgb"][:, 300:396, 400:528].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        d = s["depth"][0, 300:396, 400:528].numpy()
+        rgb = cv2.resize((s["rgb"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), (128, 96),
+                         interpolation=cv2.INTER_AREA)
+        d = cv2.resize(s["depth"][0].numpy(), (128, 96), interpolation=cv2.INTER_AREA)
         rgbs.append(rgb)
         depths.append(0.5 + 9.5 * (255 - d) / 255)
     path = tmp_path_factory.mktemp("nyu") / "nyu_tiny.mat"

@@ -1,0 +1,153 @@
+"""Training and evaluation end to end through the `depthsr` CLI on a tiny NYU-format file: a real Lightning
+Trainer, a real offline W&B run, real DDP (gloo, 2 CPU processes)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from depthsr.baselines import Bicubic
+from depthsr.checkpoint import NetworkMethod, load_network
+from depthsr.cli import main
+from depthsr.data.nyu import NYUv2Dataset
+from depthsr.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+TINY = ["--model.model_kwargs", '{"width": 16, "blocks": 1}', "--data.crop", "64", "--data.batch_size", "4",
+        "--data.num_workers", "0", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+
+
+def fit(mat: Path, *extra: str) -> None:
+    args = ["fit", "--config", str(ROOT / "configs" / "nyu_x4.yaml"), "--data.mat_path", str(mat), *TINY, *extra]
+    assert main(args) == 0
+
+
+def metrics_csv(run_root: Path, name: str = "nyu_x4") -> list[dict]:
+    files = sorted((run_root / "runs" / name).glob("version_*/metrics.csv"))
+    assert files, f"no CSV metrics under {run_root}"
+    with open(files[-1]) as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_overfits_one_pair_logs_to_wandb_and_checkpoints(nyu_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit(nyu_file, "--data.num_train", "2", "--data.val_count", "1", "--data.repeats", "40", "--data.crop", "96",
+        "--trainer.max_epochs", "8", "--model.lr", "0.005", "--model.scheduler", "step", "--model.step_size", "100",
+        "--trainer.gradient_clip_val", "0")
+    rows = metrics_csv(tmp_path)
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) >= 60 and sum(losses[-10:]) / 10 < sum(losses[:10]) / 10
+
+    assert list(tmp_path.glob("runs/depthsr/*/checkpoints/best-*.ckpt")), "ModelCheckpoint wrote no best"
+    model, _ = load_network(next(tmp_path.glob("runs/depthsr/*/checkpoints/last.ckpt")))
+    train_pair = NYUv2Dataset(nyu_file, [0])
+    net = evaluate(NetworkMethod(model), train_pair, 4, border=6)
+    bicubic = evaluate(Bicubic(), train_pair, 4, border=6)
+    assert net.rmse < bicubic.rmse, (net.rmse, bicubic.rmse)
+
+    runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
+    config = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
+    assert config["model"]["value"]["model"] == "paka" and config["data"]["value"]["mat_path"] == str(nyu_file)
+    assert config["parameters"]["value"] == sum(p.numel() for p in model.parameters())
+    media = list((runs[0] / "files" / "media" / "images").rglob("*.png"))
+    assert media, "no validation image panel was logged"
+
+
+def test_resume_continues_exactly(nyu_file, tmp_path, monkeypatch):
+    common = ["--data.num_train", "4", "--data.val_count", "1", "--trainer.logger", "false",
+              "--trainer.limit_train_batches", "3", "--data.repeats", "2"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    fit(nyu_file, *common, "--trainer.max_epochs", "2", "--trainer.default_root_dir", ".")
+    monkeypatch.chdir(tmp_path / "b")
+    fit(nyu_file, *common, "--trainer.max_epochs", "1", "--trainer.default_root_dir", ".")
+    first = next(Path(".").rglob("last.ckpt"))
+    fit(nyu_file, *common, "--trainer.max_epochs", "2", "--trainer.default_root_dir", "resumed",
+        "--ckpt_path", str(first))
+    straight = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=False)
+    resumed = torch.load(next((tmp_path / "b" / "resumed").rglob("last.ckpt")), weights_only=False)
+    assert resumed["epoch"] == straight["epoch"] == 1
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    assert resumed["lr_schedulers"] == straight["lr_schedulers"]
+
+
+def _test_rmse(stdout: str) -> tuple[float, int]:
+    for line in stdout.splitlines():
+        if line.startswith("test nyu_test_x4: RMSE "):
+            return float(line.split()[3]), int(line.split(", ")[3].split()[0])
+    raise AssertionError(f"no test RMSE printed:\n{stdout[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def trained(nyu_file, tmp_path_factory) -> Path:
+    """A checkpoint trained a few steps on 3 pairs (so the test part has 3 pairs: uneven over 2 ranks)."""
+    root = tmp_path_factory.mktemp("trained")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        fit(nyu_file, "--data.num_train", "3", "--data.val_count", "1", "--trainer.logger", "false",
+            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.default_root_dir", ".")
+    finally:
+        os.chdir(cwd)
+    return next(root.rglob("last.ckpt"))
+
+
+def _run_test(nyu_file: Path, ckpt: Path, cwd: Path, *extra: str) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "depthsr.cli", "test", "--config", str(ROOT / "configs" / "nyu_x4.yaml"),
+           "--data.mat_path", str(nyu_file), "--data.num_train", "3", "--data.val_count", "1", *TINY[:-4],
+           "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--ckpt_path", str(ckpt), *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _test_rmse(proc.stdout)
+
+
+def test_ddp_test_rmse_equals_single_process(nyu_file, trained, tmp_path):
+    single = _run_test(nyu_file, trained, tmp_path, "--trainer.devices", "1")
+    ddp = _run_test(nyu_file, trained, tmp_path, "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    spawn = _run_test(nyu_file, trained, tmp_path, "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn")
+    assert single[1] == ddp[1] == spawn[1] == 3  # 3 test images over 2 ranks: none counted twice
+    assert single[0] == pytest.approx(ddp[0], rel=1e-6) and single[0] == pytest.approx(spawn[0], rel=1e-6)
+
+
+def test_ddp_fit_two_processes(nyu_file, tmp_path):
+    cmd = [sys.executable, "-m", "depthsr.cli", "fit", "--config", str(ROOT / "configs" / "nyu_x4.yaml"),
+           "--data.mat_path", str(nyu_file), "--data.num_train", "4", "--data.val_count", "1", *TINY[:-4],
+           "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           "--trainer.strategy", "ddp", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+           "--trainer.default_root_dir", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(tmp_path.rglob("last.ckpt"))
+
+
+def test_cli_reports_bad_data_in_one_line(tmp_path, capsys):
+    (tmp_path / "x.mat").write_text("not hdf5")
+    code = main(["fit", "--config", str(ROOT / "configs" / "nyu_x4.yaml"), "--data.mat_path",
+                 str(tmp_path / "x.mat"), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == f"depthsr: error: {tmp_path / 'x.mat'}: not an HDF5 / MATLAB v7.3 file"
+
+
+def test_print_config_works(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(ROOT / "configs" / "nyu_x8.yaml"), "--print_config"])
+    assert exit_info.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["data"]["scales"] == [8] and config["model"]["model"] == "paka"
+    json.dumps(config)
