@@ -52,6 +52,7 @@ class DSRModule(pl.LightningModule):
         err = (pred - target)[valid]
         loss = err.abs().mean() if self.hparams.loss == "l1" else err.square().mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=pred.shape[0])
         return loss
 
     def _metrics(self, stage: str) -> torch.nn.ModuleList:

@@ -12,17 +12,23 @@ from pytorch_lightning.cli import SaveConfigCallback
 
 class RNGState(pl.Callback):
     """Saves the python, numpy and torch RNG states in every checkpoint and restores them on resume, so an
-    interrupted run continues exactly as an uninterrupted one would."""
+    interrupted run continues exactly as an uninterrupted one would. (Evaluation loaders draw from their
+    own generators, so the sanity check of a resumed run does not shift the stream.)"""
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint["rng_state"] = {"python": random.getstate(), "numpy": np.random.get_state(),
-                                   "torch": torch.get_rng_state()}
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        checkpoint["rng_state"] = {  # plain types and tensors only: Lightning loads with weights_only=True
+            "python": random.getstate(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+            "torch": torch.get_rng_state(),
+        }
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         state = checkpoint.get("rng_state")
         if state:
             random.setstate(state["python"])
-            np.random.set_state(state["numpy"])
+            kind, keys, pos, has_gauss, cached = state["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
             torch.set_rng_state(state["torch"])
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 
@@ -49,7 +50,7 @@ def test_fit_overfits_one_pair_logs_to_wandb_and_checkpoints(nyu_file, tmp_path,
     assert len(losses) >= 60 and sum(losses[-10:]) / 10 < sum(losses[:10]) / 10
 
     assert list(tmp_path.glob("runs/depthsr/*/checkpoints/best-*.ckpt")), "ModelCheckpoint wrote no best"
-    model, _ = load_network(next(tmp_path.glob("runs/depthsr/*/checkpoints/last.ckpt")))
+    model, _ = load_network(next(tmp_path.glob("runs/depthsr/*/checkpoints/latest-*.ckpt")))
     train_pair = NYUv2Dataset(nyu_file, [0])
     net = evaluate(NetworkMethod(model), train_pair, 4, border=6)
     bicubic = evaluate(Bicubic(), train_pair, 4, border=6)
@@ -64,21 +65,27 @@ def test_fit_overfits_one_pair_logs_to_wandb_and_checkpoints(nyu_file, tmp_path,
     assert media, "no validation image panel was logged"
 
 
+class Interrupt(pl.Callback):
+    """Stops a run after its first epoch, as a killed job would (its checkpoint is written)."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        trainer.should_stop = not trainer.sanity_checking
+
+
 def test_resume_continues_exactly(nyu_file, tmp_path, monkeypatch):
     common = ["--data.num_train", "4", "--data.val_count", "1", "--trainer.logger", "false",
-              "--trainer.limit_train_batches", "3", "--data.repeats", "2"]
-    monkeypatch.chdir(tmp_path)
+              "--trainer.limit_train_batches", "3", "--data.repeats", "8", "--trainer.max_epochs", "2"]
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     monkeypatch.chdir(tmp_path / "a")
-    fit(nyu_file, *common, "--trainer.max_epochs", "2", "--trainer.default_root_dir", ".")
+    fit(nyu_file, *common, "--trainer.default_root_dir", ".")
     monkeypatch.chdir(tmp_path / "b")
-    fit(nyu_file, *common, "--trainer.max_epochs", "1", "--trainer.default_root_dir", ".")
-    first = next(Path(".").rglob("last.ckpt"))
-    fit(nyu_file, *common, "--trainer.max_epochs", "2", "--trainer.default_root_dir", "resumed",
-        "--ckpt_path", str(first))
-    straight = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=False)
-    resumed = torch.load(next((tmp_path / "b" / "resumed").rglob("last.ckpt")), weights_only=False)
+    fit(nyu_file, *common, "--trainer.default_root_dir", ".", f"--trainer.callbacks+={__name__}.Interrupt")
+    first = next(Path(".").rglob("latest-*.ckpt"))
+    assert torch.load(first, weights_only=False)["epoch"] == 0
+    fit(nyu_file, *common, "--trainer.default_root_dir", "resumed", "--ckpt_path", str(first))
+    straight = torch.load(next((tmp_path / "a").rglob("latest-*.ckpt")), weights_only=False)
+    resumed = torch.load(next((tmp_path / "b" / "resumed").rglob("latest-*.ckpt")), weights_only=False)
     assert resumed["epoch"] == straight["epoch"] == 1
     for key, value in straight["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
@@ -99,11 +106,11 @@ def trained(nyu_file, tmp_path_factory) -> Path:
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        fit(nyu_file, "--data.num_train", "3", "--data.val_count", "1", "--trainer.logger", "false",
+        fit(nyu_file, "--data.num_train", "3", "--data.val_count", "1", "--trainer.logger", "false", "--data.repeats", "8",
             "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.default_root_dir", ".")
     finally:
         os.chdir(cwd)
-    return next(root.rglob("last.ckpt"))
+    return next(root.rglob("latest-*.ckpt"))
 
 
 def _run_test(nyu_file: Path, ckpt: Path, cwd: Path, *extra: str) -> tuple[float, int]:
@@ -127,13 +134,13 @@ def test_ddp_test_rmse_equals_single_process(nyu_file, trained, tmp_path):
 def test_ddp_fit_two_processes(nyu_file, tmp_path):
     cmd = [sys.executable, "-m", "depthsr.cli", "fit", "--config", str(ROOT / "configs" / "nyu_x4.yaml"),
            "--data.mat_path", str(nyu_file), "--data.num_train", "4", "--data.val_count", "1", *TINY[:-4],
-           "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           "--data.repeats", "8", "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
            "--trainer.strategy", "ddp", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
            "--trainer.default_root_dir", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert list(tmp_path.rglob("last.ckpt"))
+    assert list(tmp_path.rglob("latest-*.ckpt"))
 
 
 def test_cli_reports_bad_data_in_one_line(tmp_path, capsys):

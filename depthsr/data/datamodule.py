@@ -11,8 +11,7 @@ import random
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from depthsr.data.degrade import degrade, downsample
 from depthsr.data.folder import FolderDataset
@@ -56,6 +55,26 @@ class RandomCrops(Dataset):
         return {k: v.contiguous() for k, v in out.items()}
 
 
+class ShardSampler(DistributedSampler):
+    """Evaluation indices rank, rank + world, ...: every image on exactly one process. Ranks are evened out
+    (Lightning needs a batch on each) with padding indices >= len(dataset), which `Degraded` returns with
+    an all-invalid mask, so the metric never counts them. A DistributedSampler subclass, so Lightning
+    keeps it as it is."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__(dataset, shuffle=False)
+        n = len(dataset)
+        per_rank = -(-n // self.num_replicas)
+        self.indices = [i if i < n else n + i % n for i in range(self.rank, per_rank * self.num_replicas,
+                                                                  self.num_replicas)]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class DegradeCollate:
     """Stacks training crops and adds `lr` under the protocol, at one scale drawn per batch."""
 
@@ -80,9 +99,12 @@ class Degraded(Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int) -> Sample:
+        padding, index = index >= len(self.base), index % len(self.base)  # see ShardSampler
         gen = torch.Generator().manual_seed(index)  # the noisy protocol's noise is fixed per image
         s = degrade(self.base[index], self.scale, self.protocol, self.noise, gen)
         s["crop"] = self.crop
+        if padding:
+            s["valid"] = torch.zeros_like(s["valid"])
         return s
 
 
@@ -164,9 +186,11 @@ class DSRDataModule(pl.LightningDataModule):
                 data = Degraded(ds, scale, self.hparams.protocol, self.hparams.noise, border)
                 sampler = None
                 if torch.distributed.is_available() and torch.distributed.is_initialized():
-                    sampler = UnrepeatedDistributedSampler(data, shuffle=False)  # never pads: no double counting
+                    sampler = ShardSampler(data)
+                # its own generator: evaluation never draws from (and shifts) the training RNG stream
                 loaders.append(DataLoader(data, batch_size=1, sampler=sampler, num_workers=self.hparams.num_workers,
-                                          persistent_workers=self.hparams.num_workers > 0))
+                                          persistent_workers=self.hparams.num_workers > 0,
+                                          generator=torch.Generator().manual_seed(0)))
         return loaders
 
     def eval_names(self, stage: str) -> list[str]:
@@ -175,6 +199,9 @@ class DSRDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
+        if len(self.train_set) < hp.batch_size:
+            raise DepthSRError(f"only {len(self.train_set)} training crops per epoch, fewer than the batch size "
+                               f"{hp.batch_size}: raise --data.repeats or lower --data.batch_size")
         return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, drop_last=True,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
                           collate_fn=DegradeCollate(self.scales, hp.protocol, hp.noise))
