@@ -34,6 +34,10 @@ def run_lightning(argv: list[str]) -> None:
     _wandb_offline_without_key()
     LightningCLI(DSRModule, DSRDataModule, args=argv, save_config_callback=LogConfig,
                  save_config_kwargs={"overwrite": True})
+    import wandb
+
+    if wandb.run is not None:  # close the run now, so its files are complete when the command returns
+        wandb.finish()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,10 +91,11 @@ class _Slabs:
             for r0 in range(0, self.geo.out_height, self.rows):
                 yield i, r0, min(r0 + self.rows, self.geo.out_height)
 
-    def _padded(self, x: torch.Tensor, i: int, r0: int, r1: int) -> tuple[torch.Tensor, int, int, int]:
-        """The zero-padded input rows that output rows [r0, r1) read: (C x rows_in x W_pad, lo, hi, start)."""
+    def _padded(self, x: torch.Tensor, r0: int, r1: int) -> tuple[torch.Tensor, int, int, int]:
+        """The padded buffer for the input rows that output rows [r0, r1) read, and which rows of x they are:
+        (C x rows_in x W_pad view, first row lo, end row hi, buffer row 0's image row start)."""
         geo = self.geo
-        ph, pw = geo.padding
+        ph = geo.padding[0]
         rows_in = (r1 - r0) + geo.dilation * (geo.kernel_size - 1)
         start = r0 - ph
         lo, hi = max(0, start), min(x.shape[2], start + rows_in)
@@ -104,7 +105,7 @@ class _Slabs:
         """The taps of output rows [r0, r1) of image i, zero padded."""
         geo = self.geo
         pw = geo.padding[1]
-        pad, lo, hi, start = self._padded(x, i, r0, r1)
+        pad, lo, hi, start = self._padded(x, r0, r1)
         pad.zero_()
         pad[:, lo - start : hi - start, pw : pw + x.shape[3]].copy_(x[i, :, lo:hi])
         c, k, d, rows = geo.in_channels, geo.kernel_size, geo.dilation, r1 - r0
@@ -118,7 +119,7 @@ class _Slabs:
         """grad_x[i] += the adjoint of ``unfold`` applied to gcols (C x k*k x n)."""
         geo = self.geo
         pw = geo.padding[1]
-        pad, lo, hi, start = self._padded(grad_x, i, r0, r1)
+        pad, lo, hi, start = self._padded(grad_x, r0, r1)
         pad.zero_()
         c, k, d, rows, wo = geo.in_channels, geo.kernel_size, geo.dilation, r1 - r0, geo.out_width
         g = gcols.view(c, k, k, rows, wo)
