@@ -12,14 +12,12 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from depthsr.checkpoint import resolve_method
-from depthsr.data.datamodule import NYU_BORDER
 from depthsr.data.degrade import PROTOCOLS
 from depthsr.data.folder import FolderDataset, read_meta
 from depthsr.data.io import atomic_write
 from depthsr.data.middlebury import middlebury_dataset
-from depthsr.data.nyu import NUM_TRAIN, NYUv2Dataset, check_nyu_file
+from depthsr.data.nyu import NUM_TRAIN, NYU_BORDER, NYUv2Dataset, check_nyu_file
 from depthsr.errors import DepthSRError
-from depthsr.evaluate import Result, evaluate
 
 COLUMNS = ["method", "dataset", "scale", "protocol", "units", "images", "rmse", "mae"]
 
@@ -128,6 +126,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from depthsr.evaluate import evaluate  # torchmetrics: imported only when this command runs
+
     specs = [d for spec in args.data for d in parse_data(spec)]
     names = [m for group in args.methods for m in group.split(",") if m]
     methods = [resolve_method(m) for m in names]
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         for spec, per_scale in datasets:
             for scale in args.scales:
                 for method, label in zip(methods, names):
-                    res: Result = evaluate(method, per_scale[scale], scale, args.protocol, args.norm, spec.border,
+                    res = evaluate(method, per_scale[scale], scale, args.protocol, args.norm, spec.border,
                                            args.noise, args.limit, bar)
                     row = {"method": label, "dataset": spec.name, "scale": scale, "protocol": args.protocol,
                            "units": res.units, "images": res.images, "rmse": round(res.rmse, 6),

@@ -21,7 +21,6 @@ from depthsr.data.io import DEPTH_SUFFIXES, read_depth, read_rgb, write_depth, w
 from depthsr.data.sample import valid_mask
 from depthsr.errors import DepthSRError
 from depthsr.method import Method, check_scale
-from depthsr.metrics import per_image_errors
 from depthsr.visualize import side_by_side
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -68,6 +67,8 @@ def upsample_pair(method: Method, rgb_path: Path, depth_path: Path, out: Path, s
     if preview is not None:
         write_image(preview, side_by_side(rgb, lr, result))
     if gt_path is not None:
+        from depthsr.metrics import per_image_errors  # torchmetrics: imported only when needed
+
         gt = read_depth(gt_path, factor)
         gh, gw = gt.shape[-2:]
         if not (big_h <= gh < big_h + inferred and big_w <= gw < big_w + inferred):

@@ -15,13 +15,10 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 
 from depthsr.data.degrade import degrade, downsample
 from depthsr.data.folder import FolderDataset
-from depthsr.data.nyu import NYUv2Dataset, nyu_split
+from depthsr.data.nyu import NYU_BORDER, NYUv2Dataset, nyu_split
 from depthsr.data.sample import Sample
 from depthsr.data.synthetic import SyntheticDataset
 from depthsr.errors import DepthSRError
-
-NYU_BORDER = 6  # pixels left out of the metric (the NYU protocol's border crop)
-
 
 class RandomCrops(Dataset):
     """Random `crop` x `crop` windows with random flips; each base item is visited `repeats` times per epoch.

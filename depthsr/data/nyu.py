@@ -17,6 +17,7 @@ from depthsr.data.sample import Sample, valid_mask
 from depthsr.errors import DepthSRError
 
 NUM_TRAIN = 1000
+NYU_BORDER = 6  # pixels left out of the metric (the NYU protocol's border crop)
 
 
 def check_nyu_file(path: str | Path) -> int:
