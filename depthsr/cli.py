@@ -7,9 +7,9 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from pathlib import Path
 
 from depthsr.errors import DepthSRError
 
@@ -18,8 +18,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 def _wandb_offline_without_key() -> None:
     """W&B runs offline (sync later) unless an API key or a login is present."""
-    has_login = os.path.exists(os.path.expanduser("~/.netrc")) and "api.wandb.ai" in open(
-        os.path.expanduser("~/.netrc")).read()
+    netrc = Path.home() / ".netrc"
+    has_login = netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
     if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY") and not has_login:
         os.environ["WANDB_MODE"] = "offline"
 

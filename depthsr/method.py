@@ -57,13 +57,18 @@ def normalise(
     return (lr - lo) / span, lo, span
 
 
-def _ramp(n: int, overlap: int, at_start: bool, at_end: bool, device) -> torch.Tensor:
+def _ramp(n: int, overlap: int, at_start: bool, at_end: bool, device) -> torch.Tensor:  # n
+    """Blending weights of one tile along one axis: at an inner edge, zero over the first quarter of the
+    overlap (where the tile's own border effects live), then a linear ramp up to one."""
     w = torch.ones(n, device=device)
-    ramp = torch.linspace(0, 1, overlap + 2, device=device)[1:-1]
+    halo = overlap // 4
+    ramp = torch.linspace(0, 1, overlap - 2 * halo + 2, device=device)[1:-1]
     if overlap and not at_start:
-        w[:overlap] = ramp
+        w[:halo] = 0
+        w[halo : overlap - halo] = ramp
     if overlap and not at_end:
-        w[n - overlap :] = ramp.flip(0)
+        w[n - halo :] = 0
+        w[n - overlap + halo : n - halo] = ramp.flip(0)
     return w
 
 
@@ -73,7 +78,7 @@ class Method(ABC):
     name: str = "method"
     scales: tuple[int, ...] | None = None  # scales it was trained for; None: any
     tile: int = 1024  # output tile side (pixels) beyond which the output is tiled
-    overlap: int = 64  # tile overlap (pixels)
+    overlap: int = 128  # tile overlap (pixels); its outer quarters are left to the neighbouring tile
 
     @abstractmethod
     def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
@@ -98,9 +103,8 @@ class Method(ABC):
         overlap = max(step_unit, self.overlap // step_unit * step_unit)
         out = torch.zeros(rgb.shape[0], 1, height, width, dtype=lr.dtype, device=lr.device)
         weight = torch.zeros(1, 1, height, width, dtype=lr.dtype, device=lr.device)
-        for y0 in _starts(height, tile, overlap, step_unit):
-            for x0 in _starts(width, tile, overlap, step_unit):
-                y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+        for y0, y1 in _spans(height, tile, overlap, step_unit):
+            for x0, x1 in _spans(width, tile, overlap, step_unit):
                 pred = self.predict(lr[..., y0 // scale : y1 // scale, x0 // scale : x1 // scale],
                                     rgb[..., y0:y1, x0:x1])
                 wy = _ramp(y1 - y0, overlap, y0 == 0, y1 == height, lr.device)
@@ -111,14 +115,16 @@ class Method(ABC):
         return out / weight
 
 
-def _starts(size: int, tile: int, overlap: int, unit: int) -> list[int]:
+def _spans(size: int, tile: int, overlap: int, unit: int) -> list[tuple[int, int]]:
+    """Tiles [start, end) covering 0..size, starts on multiples of `unit`; the last one ends at `size`
+    (and so may be up to `unit` pixels longer than `tile`)."""
     if size <= tile:
-        return [0]
+        return [(0, size)]
     starts = list(range(0, size - tile, tile - overlap))
     last = (size - tile) // unit * unit
     if last > starts[-1]:
         starts.append(last)
-    return starts
+    return [(s, min(s + tile, size)) for s in starts[:-1]] + [(starts[-1], size)]
 
 
 def check_scale(lr: torch.Tensor, rgb: torch.Tensor) -> int:

@@ -61,6 +61,18 @@ def test_tiled_equals_untiled_away_from_tile_borders():
         torch.testing.assert_close(tiled[..., c0:c1], whole[..., c0:c1], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("width", [384, 392, 408])
+def test_tiles_cover_every_pixel(width):
+    """Sizes whose remainder after a tile is no multiple of the tile grid's unit are covered to the edge."""
+    method = Bicubic()
+    method.tile, method.overlap = 256, 64
+    lr, rgb = torch.rand(1, 1, 16, width // 4) + 1, torch.rand(1, 3, 64, width)
+    out = method(lr, rgb)
+    assert torch.isfinite(out).all()
+    # bicubic reads 8 pixels around each output pixel, less than the tiles' halo: tiling changes nothing
+    torch.testing.assert_close(out, bicubic_resize(lr, (64, width)), rtol=1e-5, atol=1e-5)
+
+
 def test_scale_mismatch_is_one_clear_error():
     with pytest.raises(DepthSRError, match="depth is 5 x 7 and rgb is 20 x 21: not an integer scale"):
         Bicubic()(torch.rand(1, 1, 5, 7), torch.rand(1, 3, 20, 21))

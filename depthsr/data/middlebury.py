@@ -2,7 +2,8 @@
 (as the DSR papers do):
 
 * 2005/2006: ``SCENE/view1.png`` and ``SCENE/disp1.png`` (8-bit disparity, 0 = unknown);
-* 2014: ``SCENE/im0.png`` and ``SCENE/disp0.pfm`` (float disparity, inf = unknown), ``calib.txt`` beside.
+* 2014: ``SCENE/im0.png`` and ``SCENE/disp0.pfm`` (float disparity, inf = unknown); ``calib.txt`` (focal
+  length, baseline) is not needed while the disparity itself is the target.
 
 A folder that holds such scene folders is a data set; so is a folder in the generic RGB-D format
 (preprocessed benchmark sets, e.g. the 30-pair or Lu 8-bit sets), which is read by the folder reader.
@@ -27,16 +28,6 @@ def _layout(scene: Path) -> tuple[Path, Path] | None:
         if (scene / rgb).is_file() and (scene / disp).is_file():
             return scene / rgb, scene / disp
     return None
-
-
-def read_calib(path: Path) -> dict[str, str]:
-    """calib.txt of a 2014 scene as key -> value strings."""
-    out = {}
-    for line in path.read_text().splitlines():
-        if "=" in line:
-            key, value = line.split("=", 1)
-            out[key.strip()] = value.strip()
-    return out
 
 
 class MiddleburyScenes(Dataset):
