@@ -24,6 +24,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 setup: $(VENV)/.installed
 
 test: setup
+	$(BIN)/ruff check depthsr tests scripts
 	WANDB_MODE=offline $(BIN)/python -m pytest -q
 
 demo: setup

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from depthsr.data.sample import units
-from depthsr.method import valid_range, normalise
+from depthsr.method import normalise, valid_range
 from depthsr.metrics import DepthMetrics
 from depthsr.models import build_model
 from depthsr.visualize import error_panel
@@ -90,7 +89,8 @@ class DSRModule(pl.LightningModule):
                 self.log(f"{stage}/{name}/{key}", values[key], sync_dist=False)
             if stage == "test" and self.global_rank == 0:
                 unit = self._report_units.get(index, "")
-                print(f"test {name}: RMSE {float(values['rmse']):.8g} {unit} (pooled {float(values['rmse_pooled']):.6g}, "
+                print(f"test {name}: RMSE {float(values['rmse']):.8g} {unit} "
+                      f"(pooled {float(values['rmse_pooled']):.6g}, "
                       f"MAE {float(values['mae']):.6g}, delta<1.25 {float(values['delta1']):.4f}, "
                       f"{int(values['images'])} images, protocol {self.trainer.datamodule.hparams.protocol}, "
                       f"norm {self.hparams.norm})")

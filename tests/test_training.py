@@ -14,13 +14,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from wandb_records import history_keys, run_config
 
 from depthsr.baselines import Bicubic
 from depthsr.checkpoint import NetworkMethod, load_network
 from depthsr.cli import main
 from depthsr.data.nyu import NYUv2Dataset
 from depthsr.evaluate import evaluate
-from wandb_records import history_keys, run_config
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -111,8 +111,9 @@ def trained(nyu_file, tmp_path_factory) -> Path:
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        fit(nyu_file, "--data.num_train", "3", "--data.val_count", "1", "--trainer.logger", "false", "--data.repeats", "8",
-            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.default_root_dir", ".")
+        fit(nyu_file, "--data.num_train", "3", "--data.val_count", "1", "--trainer.logger", "false",
+            "--data.repeats", "8", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+            "--trainer.default_root_dir", ".")
     finally:
         os.chdir(cwd)
     return next(root.rglob("latest-*.ckpt"))

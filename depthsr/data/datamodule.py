@@ -20,6 +20,7 @@ from depthsr.data.sample import Sample
 from depthsr.data.synthetic import SyntheticDataset
 from depthsr.errors import DepthSRError
 
+
 class RandomCrops(Dataset):
     """Random `crop` x `crop` windows with random flips; each base item is visited `repeats` times per epoch.
     With `cache`, base items are read once per process and kept in memory (small training sets)."""

@@ -141,7 +141,8 @@ class _Slabs:
         m = self.mod[: c * kk * n].view(c, kk, n)
         lo_c, hi_c = torch.aminmax(ch, dim=0, keepdim=True)
         lo_s, hi_s = torch.aminmax(sp, dim=1, keepdim=True)
-        if m.dtype not in (torch.float32, torch.float64) or float(((hi_c - lo_c) + (hi_s - lo_s)).max()) > FACTORISED_SPREAD:
+        spread = float(((hi_c - lo_c) + (hi_s - lo_s)).max())
+        if m.dtype not in (torch.float32, torch.float64) or spread > FACTORISED_SPREAD:
             return torch.add(ch, sp, out=m).tanh_().add_(1)
         s = ((lo_s + hi_s) - (lo_c + hi_c)).mul_(0.5)  # centres both exponents' ranges
         e_ch = torch.mul(ch, -2, out=self.exp_ch[: c * n].view(c, 1, n)).sub_(s).exp_()
