@@ -10,9 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from depthsr.baselines import Bicubic
@@ -32,8 +31,12 @@ def _png_scale(path: Path, override: float | None) -> float:
         return override
     if path.suffix.lower() != ".png":
         return 1000.0  # metres written to a 16-bit PNG as millimetres
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return 1000.0 if img is not None and img.dtype == np.uint16 else 1.0
+    try:
+        with Image.open(path) as img:  # reads the header only: the pixels are read once, by read_depth
+            sixteen_bit = img.mode.startswith("I")
+    except (OSError, ValueError):
+        sixteen_bit = False  # read_depth reports the unreadable file
+    return 1000.0 if sixteen_bit else 1.0
 
 
 def upsample_pair(method: Method, rgb_path: Path, depth_path: Path, out: Path, scale: int | None,
