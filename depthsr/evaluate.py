@@ -11,9 +11,9 @@ import torch
 from torch.utils.data import Dataset
 
 from depthsr.data.degrade import degrade
-from depthsr.data.sample import units
-from depthsr.method import Method, valid_range
-from depthsr.metrics import DepthMetrics, per_image_errors
+from depthsr.data.sample import units, valid_range
+from depthsr.method import Method
+from depthsr.metrics import DepthMetrics, per_image_errors, per_image_rmse
 
 
 @dataclass
@@ -45,7 +45,7 @@ def evaluate(method: Method, dataset: Dataset, scale: int, protocol: str = "bicu
         metric.update(pred * u.factor, depth * u.factor, valid)
         e = per_image_errors(pred, depth, valid, border, u.factor)
         count = float(e["count"][0])
-        rows.append({"image": sample["name"], "rmse": (float(e["sq"][0]) / max(count, 1)) ** 0.5,
+        rows.append({"image": sample["name"], "rmse": float(per_image_rmse(e)[0]),
                      "mae": float(e["abs"][0]) / max(count, 1), "pixels": int(count)})
         if progress is not None:
             progress.update(1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from depthsr.data.sample import units
-from depthsr.method import normalise, valid_range
+from depthsr.data.sample import units, valid_range
+from depthsr.method import normalise
 from depthsr.metrics import DepthMetrics
 from depthsr.models import build_model
 from depthsr.visualize import error_panel

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 import torch
 import torch.nn.functional as F
 
-from depthsr.data.sample import valid_mask
+from depthsr.data.sample import valid_mask, valid_range
 from depthsr.errors import DepthSRError
 
 
@@ -36,15 +36,6 @@ def fill_invalid(lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # B x 
         filled = torch.where(grow, total / count.clamp_min(1), filled)
         known = torch.where(grow, torch.ones_like(known), known)
     return filled, valid
-
-
-def valid_range(lr: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # B x 1 x 1 x 1 each
-    """Per-image min and max over valid pixels."""
-    big = torch.finfo(lr.dtype).max
-    lo = torch.where(valid, lr, torch.full_like(lr, big)).amin((1, 2, 3), keepdim=True)
-    hi = torch.where(valid, lr, torch.full_like(lr, -big)).amax((1, 2, 3), keepdim=True)
-    none = ~valid.flatten(1).any(1).view(-1, 1, 1, 1)
-    return torch.where(none, torch.zeros_like(lo), lo), torch.where(none, torch.ones_like(hi), hi)
 
 
 def normalise(

@@ -37,6 +37,11 @@ def per_image_errors(
     }
 
 
+def per_image_rmse(errors: dict[str, torch.Tensor]) -> torch.Tensor:  # B
+    """RMSE of each image from `per_image_errors` (0 for an image without valid pixels)."""
+    return (errors["sq"] / errors["count"].clamp_min(1)).sqrt()
+
+
 class DepthMetrics(Metric):
     """Accumulates per-image errors; `compute()` gives rmse (per-image mean), rmse_pooled, mae, delta1, images."""
 
@@ -51,7 +56,7 @@ class DepthMetrics(Metric):
     def update(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> None:
         e = per_image_errors(pred, target, valid, self.crop, self.factor)
         has = e["count"] > 0
-        self.rmse_sum += (e["sq"][has] / e["count"][has]).sqrt().sum()
+        self.rmse_sum += per_image_rmse(e)[has].sum()
         self.images += has.sum()
         for key in ("sq", "abs", "delta", "count"):
             getattr(self, key).add_(e[key].sum())

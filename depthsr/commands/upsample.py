@@ -70,7 +70,7 @@ def upsample_pair(method: Method, rgb_path: Path, depth_path: Path, out: Path, s
     if preview is not None:
         write_image(preview, side_by_side(rgb, lr, result))
     if gt_path is not None:
-        from depthsr.metrics import per_image_errors  # torchmetrics: imported only when needed
+        from depthsr.metrics import per_image_errors, per_image_rmse  # torchmetrics: imported only when needed
 
         gt = read_depth(gt_path, factor)
         gh, gw = gt.shape[-2:]
@@ -79,8 +79,7 @@ def upsample_pair(method: Method, rgb_path: Path, depth_path: Path, out: Path, s
         gt = gt[..., :big_h, :big_w]  # as the protocols crop the ground truth to a multiple of the scale
         bicubic = Bicubic()(lr, rgb)
         for key, pred in (("rmse", result), ("rmse_bicubic", bicubic)):
-            e = per_image_errors(pred[None], gt[None])
-            info[key] = float((e["sq"] / e["count"].clamp_min(1)).sqrt())
+            info[key] = float(per_image_rmse(per_image_errors(pred[None], gt[None])))
     return info
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from depthsr.data.sample import Sample, valid_mask
+from depthsr.data.sample import Sample, valid_mask, valid_range
 from depthsr.errors import DepthSRError
 from depthsr.ops.resize import bicubic_resize
 
@@ -46,10 +46,7 @@ def downsample(
         raise DepthSRError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     lr = bicubic_resize(depth, (h // scale, w // scale))
     if protocol == "noisy":
-        valid = valid_mask(depth)
-        big = torch.finfo(depth.dtype).max
-        hi = torch.where(valid, depth, -big).amax((1, 2, 3), keepdim=True)
-        lo = torch.where(valid, depth, big).amin((1, 2, 3), keepdim=True)
+        lo, hi = valid_range(depth, valid_mask(depth))
         span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
         lr = lr + noise * span * torch.randn(lr.shape, generator=generator, dtype=lr.dtype)
     return lr

@@ -44,3 +44,14 @@ def units(name: str) -> Units:
 def valid_mask(depth: torch.Tensor) -> torch.Tensor:  # same shape, bool
     """Valid depth: finite and non-zero."""
     return torch.isfinite(depth) & (depth != 0)
+
+
+def valid_range(
+    depth: torch.Tensor, valid: torch.Tensor  # B x 1 x H x W each
+) -> tuple[torch.Tensor, torch.Tensor]:  # B x 1 x 1 x 1 each
+    """Per-image min and max over valid pixels ((0, 1) for an image with none)."""
+    big = torch.finfo(depth.dtype).max
+    lo = torch.where(valid, depth, torch.full_like(depth, big)).amin((1, 2, 3), keepdim=True)
+    hi = torch.where(valid, depth, torch.full_like(depth, -big)).amax((1, 2, 3), keepdim=True)
+    none = ~valid.flatten(1).any(1).view(-1, 1, 1, 1)
+    return torch.where(none, torch.zeros_like(lo), lo), torch.where(none, torch.ones_like(hi), hi)
