@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import depthsr.ops.modulated_conv as engine
+import depthsr.ops.slab_engine as engine
 from depthsr.errors import DepthSRError
 from depthsr.ops import pac_conv2d, pac_conv2d_reference, paka_conv2d, paka_conv2d_reference
 
