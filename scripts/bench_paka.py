@@ -1,22 +1,36 @@
 """PAKA operator benchmark: F.conv2d vs the unfold reference vs the fast path, side by side on the CPU.
 
-Each (case, implementation) runs in a fresh process: wall time (best of N) of forward and of
-forward+backward, and peak extra resident memory (VmHWM above the resident size after the inputs
-exist) of one forward+backward. Prints a table and the ratios fast/conv and fast/reference.
+For each case, one process times conv and fast in alternating rounds of back-to-back calls (steady state
+for each, while the machine's drift hits both alike), then the others: best wall time of forward and of
+forward+backward. Peak extra resident memory
+(VmHWM above the resident size once the inputs exist) of one forward+backward is measured in a fresh
+process per implementation. Prints a table and the ratios fast/conv and fast/reference.
 
-    python scripts/bench_paka.py [--threads 2] [--repeats 5]
+The timing process runs with glibc's malloc told to keep freed memory (``MALLOC_TUNABLES`` below): by
+default it returns large blocks to the system and faults them in again on the next call, which on this VM
+costs conv and the fast path 15-50% at random depending on allocation history. ``--system-malloc`` times
+without it. (jemalloc or tcmalloc do the same for training: PyTorch's CPU performance guide.)
+
+Implementations: ``conv`` (F.conv2d, same shape), ``reference`` (unfold PAKA), ``portable`` (the slab
+path in PyTorch operations, as used off the CPU or without a C compiler: DEPTHSR_NATIVE=0) and
+``fast`` (what ``paka_conv2d`` runs here: the fused native kernels around oneDNN GEMMs).
+
+    python scripts/bench_paka.py [--threads 2] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import time
 
 CASES = {  # name: (B, C, O, H, W, k)
     "B4 C64 128x128 k3": (4, 64, 64, 128, 128, 3),
     "B2 C32 256x256 k5": (2, 32, 32, 256, 256, 5),
 }
-IMPLS = ("conv", "reference", "fast")
+IMPLS = ("conv", "reference", "portable", "fast")
+ROUNDS = 3
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=134217728:glibc.malloc.trim_threshold=1073741824"
 
 
 def _rss_kib(field: str) -> int:
@@ -32,7 +46,8 @@ def _reset_peak() -> None:
         f.write("5")
 
 
-def _run(impl: str, shape: tuple[int, ...], threads: int, repeats: int, queue) -> None:
+def _setup(shape: tuple[int, ...], threads: int):
+    """Inputs of one case and a forward function per implementation."""
     import torch
     import torch.nn.functional as F
 
@@ -46,40 +61,67 @@ def _run(impl: str, shape: tuple[int, ...], threads: int, repeats: int, queue) -
     bias = torch.zeros(o, requires_grad=True)
     a_ch = torch.randn(b, c, h, w, requires_grad=True)
     a_sp = torch.randn(b, k * k, h, w, requires_grad=True)
-    if impl == "conv":
-        fn = lambda: F.conv2d(x, weight, bias, padding=k // 2)  # noqa: E731
-    else:
-        op = paka_conv2d if impl == "fast" else paka_conv2d_reference
-        fn = lambda: op(x, weight, bias, a_ch, a_sp)  # noqa: E731
 
-    def fwd_bwd():
-        fn().sum().backward()
+    def portable():
+        os.environ["DEPTHSR_NATIVE"] = "0"
+        try:
+            return paka_conv2d(x, weight, bias, a_ch, a_sp)
+        finally:
+            del os.environ["DEPTHSR_NATIVE"]
 
+    return {
+        "conv": lambda: F.conv2d(x, weight, bias, padding=k // 2),
+        "reference": lambda: paka_conv2d_reference(x, weight, bias, a_ch, a_sp),
+        "portable": portable,
+        "fast": lambda: paka_conv2d(x, weight, bias, a_ch, a_sp),
+    }
+
+
+def _times(shape: tuple[int, ...], threads: int, repeats: int, queue) -> None:
+    import torch
+
+    fns = _setup(shape, threads)
+    best = {impl: [float("inf"), float("inf")] for impl in IMPLS}
+    # the reference's gigabytes would evict and re-fault everything: it runs on its own, last
+    for group in (("conv", "fast"), ("portable",), ("reference",)):
+        for impl in group:  # warm-up: native build, oneDNN primitive caches, the allocator's pools
+            fns[impl]().sum().backward()
+        for _ in range(ROUNDS):
+            for impl in group:
+                with torch.no_grad():
+                    for _ in range(repeats):
+                        t0 = time.perf_counter()
+                        fns[impl]()
+                        best[impl][0] = min(best[impl][0], time.perf_counter() - t0)
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    fns[impl]().sum().backward()
+                    best[impl][1] = min(best[impl][1], time.perf_counter() - t0)
+    queue.put(best)
+
+
+def _memory(impl: str, shape: tuple[int, ...], threads: int, queue) -> None:
+    fn = _setup(shape, threads)[impl]
+    if impl in ("portable", "fast"):  # load the native library before the baseline is taken
+        _setup((1, 1, 1, 4, 4, 3), threads)[impl]()
     base = _rss_kib("VmRSS")
     _reset_peak()
-    fwd_bwd()
-    peak_mib = (_rss_kib("VmHWM") - base) / 1024
-
-    def best(f) -> float:
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    with torch.no_grad():
-        fn()
-        t_fwd = best(fn)
-    t_fb = best(fwd_bwd)
-    queue.put((t_fwd, t_fb, peak_mib))
+    fn().sum().backward()
+    queue.put((_rss_kib("VmHWM") - base) / 1024)
 
 
-def measure(impl: str, shape: tuple[int, ...], threads: int, repeats: int) -> tuple[float, float, float]:
+def _in_fresh_process(target, *args, tunables: str | None = None):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(impl, shape, threads, repeats, queue))
-    proc.start()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    saved = os.environ.get("GLIBC_TUNABLES")
+    if tunables:
+        os.environ["GLIBC_TUNABLES"] = tunables  # read by the child's C library at start-up
+    try:
+        proc.start()
+    finally:
+        if tunables:
+            os.environ.pop("GLIBC_TUNABLES") if saved is None else os.environ.update(GLIBC_TUNABLES=saved)
     result = queue.get()
     proc.join()
     return result
@@ -88,17 +130,24 @@ def measure(impl: str, shape: tuple[int, ...], threads: int, repeats: int) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="back-to-back calls per round")
+    parser.add_argument("--system-malloc", action="store_true", help="time with glibc's default malloc settings")
     args = parser.parse_args()
-    print(f"threads={args.threads}, best of {args.repeats}; memory = peak extra RSS of one forward+backward")
+    tunables = None if args.system_malloc else MALLOC_TUNABLES
+    print(f"threads={args.threads}, best of {ROUNDS} rounds x {args.repeats} calls, "
+          f"{'system malloc' if args.system_malloc else 'malloc keeps freed memory'}; "
+          "memory = peak extra RSS of one forward+backward")
     print(f"{'case':<20} {'impl':<10} {'fwd ms':>8} {'fwd+bwd ms':>11} {'peak MiB':>9}")
     for name, shape in CASES.items():
-        res = {impl: measure(impl, shape, args.threads, args.repeats) for impl in IMPLS}
-        for impl, (tf, tfb, mem) in res.items():
-            print(f"{name:<20} {impl:<10} {tf * 1e3:8.1f} {tfb * 1e3:11.1f} {mem:9.1f}")
-        (cf, cfb, cm), (rf, rfb, rm), (ff, ffb, fm) = res["conv"], res["reference"], res["fast"]
-        print(f"{name:<20} ratios     fast/conv: fwd {ff / cf:.2f}x  fwd+bwd {ffb / cfb:.2f}x  memory {fm / cm:.2f}x | "
-              f"fast/reference: fwd {ff / rf:.2f}x  fwd+bwd {ffb / rfb:.2f}x  memory {fm / rm:.2f}x")
+        times = _in_fresh_process(_times, shape, args.threads, args.repeats, tunables=tunables)
+        mem = {impl: _in_fresh_process(_memory, impl, shape, args.threads) for impl in IMPLS}
+        for impl in IMPLS:
+            tf, tfb = times[impl]
+            print(f"{name:<20} {impl:<10} {tf * 1e3:8.1f} {tfb * 1e3:11.1f} {mem[impl]:9.1f}")
+        (cf, cfb), (rf, rfb), (ff, ffb) = times["conv"], times["reference"], times["fast"]
+        print(f"{name:<20} ratios     fast/conv: fwd {ff / cf:.2f}x  fwd+bwd {ffb / cfb:.2f}x  "
+              f"memory {mem['fast'] / mem['conv']:.2f}x | fast/reference: fwd {ff / rf:.2f}x  "
+              f"fwd+bwd {ffb / rfb:.2f}x  memory {mem['fast'] / mem['reference']:.2f}x")
 
 
 if __name__ == "__main__":

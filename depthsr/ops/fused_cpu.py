@@ -3,7 +3,7 @@
 The same slabs as ``slab_engine``, with its elementwise work fused: per slab of output rows a native kernel
 builds the modulated taps u (C*k*k x n) in one pass, and in backward one pass turns dL/du into dL/da_ch,
 dL/da_sp and the modulated gradient, which a second folds into dL/dx. The three products (W @ u,
-W.T @ dL/dy, dL/dy @ u.T) go through ``cpu_gemm``. Nothing of size C*k*k x H x W is ever held.
+W.T @ dL/dy, u @ dL/dy.T) go through ``cpu_gemm``. Nothing of size C*k*k x H x W is ever held.
 """
 from __future__ import annotations
 
@@ -42,9 +42,11 @@ class FusedModulatedConv2d(torch.autograd.Function):
             n = (r1 - r0) * geo.out_width
             u_slab = u[: kkc * n].view(kkc, n)
             kernels.modulate(_slab(geo, x, r0, r1), x[i], _rows(e_ch, i, r0, r1), _rows(e_sp, i, r0, r1), u_slab)
-            y[i, :, r0:r1].view(o, n).copy_(matmul(w, u_slab))
-        if bias is not None:
-            y += bias.view(1, o, 1, 1)
+            y_slab = y[i, :, r0:r1].view(o, n)
+            if bias is None:
+                y_slab.copy_(matmul(w, u_slab))
+            else:
+                torch.add(matmul(w, u_slab), bias.view(o, 1), out=y_slab)
         return y
 
     @staticmethod
@@ -55,8 +57,8 @@ class FusedModulatedConv2d(torch.autograd.Function):
         o, kkc, wo = geo.out_channels, geo.taps * geo.in_channels, geo.out_width
         w_t = weight.reshape(o, kkc).t()
         grad_y = grad_y.contiguous()
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_w = weight.new_zeros(o, kkc) if need_w else None
+        grad_x = torch.empty_like(x) if need_x else None  # fold writes every row
+        grad_w_t = weight.new_zeros(kkc, o) if need_w else None  # transposed: oneDNN's faster product
         # the kernel writes both modulation gradients (only PAKA's a_ch has one) whether or not they are wanted
         grad_ch = None if e_ch is None else torch.empty_like(e_ch)
         grad_sp = torch.empty_like(e_sp)
@@ -65,7 +67,7 @@ class FusedModulatedConv2d(torch.autograd.Function):
         for i, r0, r1 in slabs(geo, rows):
             n = (r1 - r0) * wo
             slab = _slab(geo, x, r0, r1)
-            gy = grad_y[i, :, r0:r1].reshape(o, n)
+            gy = grad_y[i, :, r0:r1].reshape(o, n).contiguous()  # oneDNN reads dense operands in place
             ech, esp = _rows(e_ch, i, r0, r1), _rows(e_sp, i, r0, r1)
             u_slab = u[: kkc * n].view(kkc, n)
             if need_x or need_ch or need_sp:
@@ -73,12 +75,12 @@ class FusedModulatedConv2d(torch.autograd.Function):
                 kernels.modulate_backward(slab, x[i], ech, esp, gu, u_slab, _rows(grad_ch, i, r0, r1),
                                           _rows(grad_sp, i, r0, r1))
                 if need_x:
-                    kernels.fold(slab, gu, grad_x[i])
+                    fresh = kernels.fold(slab, gu, grad_x[i], 0 if r0 == 0 else fresh)
             elif need_w:
                 kernels.modulate(slab, x[i], ech, esp, u_slab)
             if need_w:
-                grad_w += matmul(gy, u_slab.t())
-        grad_w = grad_w.view_as(weight) if need_w else None
+                grad_w_t += matmul(u_slab, gy.t())
+        grad_w = grad_w_t.t().reshape(weight.shape) if need_w else None
         grad_b = grad_y.sum((0, 2, 3)) if need_b else None
         return (grad_x, grad_w, grad_b, grad_ch if need_ch else None, grad_sp if need_sp else None,
                 None, None, None, None)

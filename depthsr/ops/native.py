@@ -77,8 +77,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     for suffix in _SUFFIX.values():
         getattr(lib, f"modulate_{suffix}").argtypes = [slab, ptr, ptr, ptr, ptr, threads]
         getattr(lib, f"modulate_backward_{suffix}").argtypes = [slab, ptr, ptr, ptr, ptr, ptr, ptr, ptr, threads]
-        getattr(lib, f"fold_{suffix}").argtypes = [slab, ptr, ptr, threads]
-        for name in ("modulate", "modulate_backward", "fold"):
+        getattr(lib, f"fold_{suffix}").argtypes = [slab, ptr, ptr, ctypes.c_int64, threads]
+        getattr(lib, f"fold_{suffix}").restype = ctypes.c_int64
+        for name in ("modulate", "modulate_backward"):
             getattr(lib, f"{name}_{suffix}").restype = None
     return lib
 
@@ -120,8 +121,9 @@ class Kernels:
         self._backward(ctypes.byref(slab), x.data_ptr(), p(e_ch), e_sp.data_ptr(), gu.data_ptr(), p(u), p(g_ch),
                        p(g_sp), torch.get_num_threads())
 
-    def fold(self, slab: Slab, gu, gx) -> None:
-        self._fold(ctypes.byref(slab), gu.data_ptr(), gx.data_ptr(), torch.get_num_threads())
+    def fold(self, slab: Slab, gu, gx, fresh: int) -> int:
+        """Returns the next slab's ``fresh``: gx's rows from there on are still unwritten."""
+        return self._fold(ctypes.byref(slab), gu.data_ptr(), gx.data_ptr(), fresh, torch.get_num_threads())
 
 
 def kernels(dtype: torch.dtype) -> Kernels | None:

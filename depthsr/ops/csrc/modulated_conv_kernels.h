@@ -8,11 +8,11 @@ void SUFFIX(modulate)(const slab_t *g, const T *restrict x, const T *restrict e_
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t s = 0; s < segment_count(g); ++s) {
         const segment_t seg = segment(g, s);
-        for (int64_t t = 0; t < kk; ++t) {
-            int64_t shift, lo, hi;
-            const int64_t iy = tap_source(g, &seg, t, &shift, &lo, &hi);
-            const T *restrict es = e_sp + t * plane + seg.p0;
-            for (int64_t c = 0; c < C; ++c) {
+        for (int64_t c = 0; c < C; ++c) {
+            for (int64_t t = 0; t < kk; ++t) {
+                int64_t shift, lo, hi;
+                const int64_t iy = tap_source(g, &seg, t, &shift, &lo, &hi);
+                const T *restrict es = e_sp + t * plane + seg.p0;
                 T *restrict ut = u + (c * kk + t) * n + seg.p0;
                 const T *restrict xr = x + (c * g->height + iy) * g->width - shift;
                 for (int64_t j = seg.j0; j < lo; ++j) ut[j] = 0;
@@ -42,23 +42,22 @@ void SUFFIX(modulate_backward)(const slab_t *g, const T *restrict x, const T *re
     for (int64_t s = 0; s < segment_count(g); ++s) {
         const segment_t seg = segment(g, s);
         const int64_t width = seg.j1 - seg.j0;
-        if (e_ch)
-            for (int64_t c = 0; c < C; ++c) memset(g_ch + c * plane + seg.p0 + seg.j0, 0, width * sizeof(T));
-        for (int64_t t = 0; t < kk; ++t) {
-            int64_t shift, lo, hi;
-            const int64_t iy = tap_source(g, &seg, t, &shift, &lo, &hi);
-            const T *restrict es = e_sp + t * plane + seg.p0;
-            T *restrict gs = g_sp + t * plane + seg.p0;
-            memset(gs + seg.j0, 0, width * sizeof(T));
-            for (int64_t c = 0; c < C; ++c) {
+        for (int64_t t = 0; t < kk; ++t) memset(g_sp + t * plane + seg.p0 + seg.j0, 0, width * sizeof(T));
+        for (int64_t c = 0; c < C; ++c) {
+            T *restrict gc = e_ch ? g_ch + c * plane + seg.p0 : NULL;
+            if (gc) memset(gc + seg.j0, 0, width * sizeof(T));
+            for (int64_t t = 0; t < kk; ++t) {
+                int64_t shift, lo, hi;
+                const int64_t iy = tap_source(g, &seg, t, &shift, &lo, &hi);
+                const T *restrict es = e_sp + t * plane + seg.p0;
+                T *restrict gs = g_sp + t * plane + seg.p0;
                 T *restrict gt = gu + (c * kk + t) * n + seg.p0;
                 T *restrict ut = u + (c * kk + t) * n + seg.p0;
                 const T *restrict xr = x + (c * g->height + iy) * g->width - shift;
                 for (int64_t j = seg.j0; j < lo; ++j) ut[j] = 0;
                 for (int64_t j = hi; j < seg.j1; ++j) ut[j] = 0;
-                if (e_ch) {
+                if (gc) {
                     const T *restrict ec = e_ch + c * plane + seg.p0;
-                    T *restrict gc = g_ch + c * plane + seg.p0;
 #pragma omp simd
                     for (int64_t j = lo; j < hi; ++j) {
                         const T m = (T)2 / ((T)1 + ec[j] * es[j]);
@@ -81,9 +80,11 @@ void SUFFIX(modulate_backward)(const slab_t *g, const T *restrict x, const T *re
     }
 }
 
-/* gx (C x H x W) += the adjoint of the unfolding applied to gu (C x k*k x n): each input row gathers the
-   taps that read it, so threads never write the same row. */
-void SUFFIX(fold)(const slab_t *g, const T *restrict gu, T *restrict gx, int threads) {
+/* gx (C x H x W) += the adjoint of the unfolding applied to gu (C x k*k x n), where gx's rows from `fresh`
+   on hold nothing yet and are overwritten instead. Each input row gathers the taps that read it, so threads
+   never write the same row. Returns the end of the rows written: the next slab's `fresh` (consecutive slabs
+   of an image cover all its rows). */
+int64_t SUFFIX(fold)(const slab_t *g, const T *restrict gu, T *restrict gx, int64_t fresh, int threads) {
     const int64_t C = g->channels, k = g->kernel, kk = k * k, d = g->dilation, wo = g->out_width;
     const int64_t n = (g->r1 - g->r0) * wo;
     const int64_t first = g->r0 - g->pad_top > 0 ? g->r0 - g->pad_top : 0;
@@ -93,6 +94,7 @@ void SUFFIX(fold)(const slab_t *g, const T *restrict gu, T *restrict gx, int thr
     for (int64_t q = 0; q < C * rows; ++q) {
         const int64_t c = q / rows, iy = first + q % rows;
         T *restrict dst = gx + (c * g->height + iy) * g->width;
+        if (iy >= fresh) memset(dst, 0, g->width * sizeof(T));
         for (int64_t t = 0; t < kk; ++t) {
             const int64_t row = iy + g->pad_top - (t / k) * d;
             if (row < g->r0 || row >= g->r1) continue;
@@ -103,4 +105,5 @@ void SUFFIX(fold)(const slab_t *g, const T *restrict gu, T *restrict gx, int thr
             for (int64_t ix = lo; ix < hi; ++ix) dst[ix] += src[ix];
         }
     }
+    return end > fresh ? end : fresh;
 }
