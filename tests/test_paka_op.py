@@ -1,13 +1,18 @@
-"""The fast PAKA/PAC operators against their unfold references, gradients by gradcheck."""
+"""The fast PAKA/PAC operators against their unfold references, gradients by gradcheck.
+
+Every fast-path test runs on both CPU paths (the fused native kernels, and the portable PyTorch slab
+path that accelerators and compiler-less machines use), with one slab per image and with many.
+"""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import depthsr.ops.slab_engine as engine
+import depthsr.ops.slab_engine as slab_engine
 from depthsr.errors import DepthSRError
-from depthsr.ops import pac_conv2d, pac_conv2d_reference, paka_conv2d, paka_conv2d_reference
+from depthsr.ops import native, pac_conv2d, pac_conv2d_reference, paka_conv2d, paka_conv2d_reference
+from depthsr.ops.modulated_conv import FACTORISED_LIMIT
 
 CASES = [  # B, C, O, H, W, k, dilation, padding
     (2, 3, 5, 7, 9, 3, 1, None),
@@ -17,6 +22,8 @@ CASES = [  # B, C, O, H, W, k, dilation, padding
     (1, 3, 3, 8, 7, 3, 1, 0),
     (2, 2, 3, 6, 8, 5, 1, (1, 3)),
     (1, 5, 7, 13, 4, 7, 1, None),
+    (1, 2, 3, 4, 300, 3, 2, None),  # rows wider than one unit of native work (256 columns)
+    (1, 3, 2, 5, 520, 5, 1, (1, 3)),
 ]
 
 
@@ -28,10 +35,27 @@ def _inputs(b, c, o, h, w, k, d, padding, dtype=torch.float64, scale=1.0, seed=0
     return t(b, c, h, w), t(o, c, k, k), t(o), scale * t(b, c, ho, wo), scale * t(b, k * k, ho, wo)
 
 
-@pytest.fixture(params=[1 << 20, 37], ids=["one-slab", "many-slabs"])
-def slab_size(request, monkeypatch):
-    monkeypatch.setitem(engine.SLAB_ELEMENTS, "cpu", request.param)
+@pytest.fixture(params=["native", "portable"])
+def engine(request, monkeypatch):
+    """The CPU path under test; 'native' must really be available (CI has a C compiler)."""
+    if request.param == "portable":
+        monkeypatch.setenv("DEPTHSR_NATIVE", "0")
+    else:
+        monkeypatch.delenv("DEPTHSR_NATIVE", raising=False)
+        assert native.kernels(torch.float64) is not None, "the native kernels did not build"
     return request.param
+
+
+@pytest.fixture(params=[1 << 20, 37], ids=["one-slab", "many-slabs"])
+def slab_size(request, monkeypatch, engine):
+    monkeypatch.setitem(slab_engine.SLAB_ELEMENTS, "cpu", request.param)
+    return request.param
+
+
+def test_dispatch_takes_the_path_under_test(engine):
+    x, w, b, a_ch, a_sp = (t.requires_grad_() for t in _inputs(1, 2, 2, 5, 5, 3, 1, None))
+    backward = paka_conv2d(x, w, b, a_ch, a_sp).grad_fn.name()
+    assert backward == {"native": "FusedModulatedConv2dBackward", "portable": "SlabModulatedConv2dBackward"}[engine]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -60,16 +84,48 @@ def test_paka_gradcheck(case, slab_size):
     assert torch.autograd.gradcheck(lambda *a: paka_conv2d(*a, padding=padding, dilation=d), args)
 
 
+def test_paka_factorised_limit_is_exact(slab_size):
+    """Logits at the edge of the factorised range, of opposite signs (huge factors whose product is ~1) or
+    alike (a product that over- or underflows), still equal the tanh of the reference."""
+    x, w, b, a_ch, a_sp = _inputs(2, 3, 4, 6, 7, 3, 1, None)
+    lim = FACTORISED_LIMIT
+    a_ch = lim * torch.sign(a_ch)
+    a_sp = torch.where(torch.rand(a_sp.shape, generator=torch.Generator().manual_seed(1)) < 0.5, -1.0, 1.0) * lim
+    a_sp = a_sp + torch.randn(a_sp.shape, dtype=a_sp.dtype) * 1e-3 * (a_sp < 0)  # some sums near 0
+    a_sp = a_sp.clamp(-lim, lim)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        args = [t.to(dtype) for t in (x, w, b, a_ch, a_sp)]
+        torch.testing.assert_close(paka_conv2d(*args), paka_conv2d_reference(*args), rtol=tol, atol=tol)
+
+
+def test_paka_float32_forward_and_gradients_match_reference(slab_size):
+    """float32 takes oneDNN's GEMMs on the native path: equal to the float64 reference to float32 rounding."""
+    x, w, b, a_ch, a_sp = _inputs(2, 16, 8, 19, 23, 3, 1, None)
+    gy = torch.randn(2, 8, 19, 23, dtype=torch.float64)
+    ref_args = [t.clone().requires_grad_() for t in (x, w, b, a_ch, a_sp)]
+    ref = torch.autograd.grad(paka_conv2d_reference(*ref_args), ref_args, gy)
+    args = [t.float().requires_grad_() for t in (x, w, b, a_ch, a_sp)]
+    y = paka_conv2d(*args)
+    torch.testing.assert_close(y.double(), paka_conv2d_reference(x, w, b, a_ch, a_sp), rtol=1e-4, atol=1e-4)
+    for got, want in zip(torch.autograd.grad(y, args, gy.float()), ref):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3)
+
+
 def test_paka_gradcheck_tanh_path():
     args = tuple(t.requires_grad_() for t in _inputs(1, 2, 2, 5, 6, 3, 1, None, scale=30.0))
     assert torch.autograd.gradcheck(paka_conv2d, args)
 
 
-def test_paka_gradients_equal_reference_gradients(slab_size):
-    x, w, b, a_ch, a_sp = (t.requires_grad_() for t in _inputs(2, 4, 3, 9, 7, 3, 2, None))
-    gy = torch.randn(2, 3, 9, 7, dtype=torch.float64)
-    fast = torch.autograd.grad(paka_conv2d(x, w, b, a_ch, a_sp, dilation=2), (x, w, b, a_ch, a_sp), gy)
-    ref = torch.autograd.grad(paka_conv2d_reference(x, w, b, a_ch, a_sp, dilation=2), (x, w, b, a_ch, a_sp), gy)
+@pytest.mark.parametrize("case", [(2, 4, 3, 9, 7, 3, 2, None), *CASES[7:]])
+def test_paka_gradients_equal_reference_gradients(case, slab_size):
+    """Where gradcheck would be slow (wide rows), the gradients equal the reference's (itself autograd's)."""
+    *shape, d, padding = case
+    x, w, b, a_ch, a_sp = (t.requires_grad_() for t in _inputs(*shape, d, padding))
+    y = paka_conv2d(x, w, b, a_ch, a_sp, padding=padding, dilation=d)
+    gy = torch.randn(y.shape, dtype=torch.float64)
+    fast = torch.autograd.grad(y, (x, w, b, a_ch, a_sp), gy)
+    ref_y = paka_conv2d_reference(x, w, b, a_ch, a_sp, padding=padding, dilation=d)
+    ref = torch.autograd.grad(ref_y, (x, w, b, a_ch, a_sp), gy)
     for f, r in zip(fast, ref):
         torch.testing.assert_close(f, r, rtol=1e-11, atol=1e-11)
 

@@ -64,9 +64,11 @@ class FusedModulatedConv2d(torch.autograd.Function):
         grad_sp = torch.empty_like(e_sp)
         rows = slab_rows(geo, x.device)
         u = x.new_empty(kkc * rows * wo)
+        fresh = 0  # grad_x[i]'s rows from `fresh` on are still unwritten
         for i, r0, r1 in slabs(geo, rows):
             n = (r1 - r0) * wo
             slab = _slab(geo, x, r0, r1)
+            fresh = 0 if r0 == 0 else fresh
             gy = grad_y[i, :, r0:r1].reshape(o, n).contiguous()  # oneDNN reads dense operands in place
             ech, esp = _rows(e_ch, i, r0, r1), _rows(e_sp, i, r0, r1)
             u_slab = u[: kkc * n].view(kkc, n)
@@ -75,7 +77,7 @@ class FusedModulatedConv2d(torch.autograd.Function):
                 kernels.modulate_backward(slab, x[i], ech, esp, gu, u_slab, _rows(grad_ch, i, r0, r1),
                                           _rows(grad_sp, i, r0, r1))
                 if need_x:
-                    fresh = kernels.fold(slab, gu, grad_x[i], 0 if r0 == 0 else fresh)
+                    fresh = kernels.fold(slab, gu, grad_x[i], fresh)
             elif need_w:
                 kernels.modulate(slab, x[i], ech, esp, u_slab)
             if need_w:
