@@ -159,19 +159,14 @@ class SlabModulatedConv2d(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, a_ch, a_sp, e_ch, e_sp, geo: ConvGeometry):
-        ctx.save_for_backward(x, weight, a_ch, a_sp, e_ch, e_sp)
-        ctx.geo = geo
-        return _forward(x, weight, bias, _modulation_inputs(a_ch, a_sp, e_ch, e_sp), geo)
+        ch, sp, factorised = (e_ch, e_sp, True) if e_ch is not None else (a_ch, a_sp, False)
+        ctx.save_for_backward(x, weight, ch, sp)
+        ctx.geo, ctx.factorised = geo, factorised
+        return _forward(x, weight, bias, (ch, sp, factorised), geo)
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, weight, a_ch, a_sp, e_ch, e_sp = ctx.saved_tensors
-        mod = _modulation_inputs(a_ch, a_sp, e_ch, e_sp)
+        x, weight, ch, sp = ctx.saved_tensors
+        mod = (ch, sp, ctx.factorised)
         grads = _backward(grad_y.contiguous(), x, weight, mod, ctx.geo, ctx.needs_input_grad[:5])
         return (*grads, None, None, None)
-
-
-def _modulation_inputs(a_ch, a_sp, e_ch, e_sp) -> tuple[torch.Tensor | None, torch.Tensor, bool]:
-    if e_ch is not None:
-        return e_ch, e_sp, True
-    return a_ch, a_sp, False
