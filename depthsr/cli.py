@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from depthsr.errors import DepthSRError
+from depthsr.runtime import keep_freed_memory
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -42,6 +43,7 @@ def run_lightning(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     try:
         if argv and argv[0] in LIGHTNING_COMMANDS:
             run_lightning(argv)

@@ -6,10 +6,9 @@ forward+backward. Peak extra resident memory
 (VmHWM above the resident size once the inputs exist) of one forward+backward is measured in a fresh
 process per implementation. Prints a table and the ratios fast/conv and fast/reference.
 
-The timing process runs with glibc's malloc told to keep freed memory (``MALLOC_TUNABLES`` below): by
-default it returns large blocks to the system and faults them in again on the next call, which on this VM
-costs conv and the fast path 15-50% at random depending on allocation history. ``--system-malloc`` times
-without it. (jemalloc or tcmalloc do the same for training: PyTorch's CPU performance guide.)
+The timing process keeps freed memory as the ``depthsr`` command does (``depthsr.runtime``): with glibc's
+default settings large blocks go back to the system and are faulted in again on the next call, which on
+this VM costs conv and the fast path 15-50% at random. ``--system-malloc`` times without it.
 
 Implementations: ``conv`` (F.conv2d, same shape), ``reference`` (unfold PAKA), ``portable`` (the slab
 path in PyTorch operations, as used off the CPU or without a C compiler: DEPTHSR_NATIVE=0) and
@@ -30,7 +29,6 @@ CASES = {  # name: (B, C, O, H, W, k)
 }
 IMPLS = ("conv", "reference", "portable", "fast")
 ROUNDS = 3
-MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=134217728:glibc.malloc.trim_threshold=1073741824"
 
 
 def _rss_kib(field: str) -> int:
@@ -77,8 +75,13 @@ def _setup(shape: tuple[int, ...], threads: int):
     }
 
 
-def _times(shape: tuple[int, ...], threads: int, repeats: int, queue) -> None:
+def _times(shape: tuple[int, ...], threads: int, repeats: int, system_malloc: bool, queue) -> None:
     import torch
+
+    from depthsr.runtime import keep_freed_memory
+
+    if not system_malloc:
+        keep_freed_memory()
 
     fns = _setup(shape, threads)
     best = {impl: [float("inf"), float("inf")] for impl in IMPLS}
@@ -110,18 +113,11 @@ def _memory(impl: str, shape: tuple[int, ...], threads: int, queue) -> None:
     queue.put((_rss_kib("VmHWM") - base) / 1024)
 
 
-def _in_fresh_process(target, *args, tunables: str | None = None):
+def _in_fresh_process(target, *args):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
-    saved = os.environ.get("GLIBC_TUNABLES")
-    if tunables:
-        os.environ["GLIBC_TUNABLES"] = tunables  # read by the child's C library at start-up
-    try:
-        proc.start()
-    finally:
-        if tunables:
-            os.environ.pop("GLIBC_TUNABLES") if saved is None else os.environ.update(GLIBC_TUNABLES=saved)
+    proc.start()
     result = queue.get()
     proc.join()
     return result
@@ -133,13 +129,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="back-to-back calls per round")
     parser.add_argument("--system-malloc", action="store_true", help="time with glibc's default malloc settings")
     args = parser.parse_args()
-    tunables = None if args.system_malloc else MALLOC_TUNABLES
     print(f"threads={args.threads}, best of {ROUNDS} rounds x {args.repeats} calls, "
           f"{'system malloc' if args.system_malloc else 'malloc keeps freed memory'}; "
           "memory = peak extra RSS of one forward+backward")
     print(f"{'case':<20} {'impl':<10} {'fwd ms':>8} {'fwd+bwd ms':>11} {'peak MiB':>9}")
     for name, shape in CASES.items():
-        times = _in_fresh_process(_times, shape, args.threads, args.repeats, tunables=tunables)
+        times = _in_fresh_process(_times, shape, args.threads, args.repeats, args.system_malloc)
         mem = {impl: _in_fresh_process(_memory, impl, shape, args.threads) for impl in IMPLS}
         for impl in IMPLS:
             tf, tfb = times[impl]

@@ -2,8 +2,9 @@
 pipeline alone (NYU-format file read through h5py, and procedural scenes made on the fly), on 256 x 256
 crops, batch 4, measured side by side in one run.
 
-    python scripts/bench_train.py [--steps 10] [--threads 2] [--mat PATH]
+    python scripts/bench_train.py [--steps 10] [--threads 2] [--mat PATH] [--system-malloc]
     # --mat: the real nyu_depth_v2_labeled.mat; default: a temporary NYU-format file of 480 x 640 scenes
+    # malloc keeps freed memory as the depthsr command does (depthsr.runtime); --system-malloc: glibc's default
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from depthsr.data.nyu import NYUv2Dataset, write_nyu_file
 from depthsr.data.synthetic import SyntheticDataset, synthetic_scene
 from depthsr.method import normalise
 from depthsr.models import build_model
+from depthsr.runtime import keep_freed_memory
 
 
 def train_rate(name: str, batch: dict, steps: int) -> float:
@@ -70,15 +72,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--mat", help="an NYU-format .mat (default: a temporary one of procedural scenes)")
+    parser.add_argument("--system-malloc", action="store_true", help="glibc's default malloc settings")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    malloc = "system malloc" if args.system_malloc or not keep_freed_memory() else "malloc keeps freed memory"
     b = args.batch
     with tempfile.TemporaryDirectory() as tmp:
         mat = Path(args.mat) if args.mat else temporary_nyu(tmp)
         nyu_rate, batch = data_rate(NYUv2Dataset(mat), args.crop, b, args.steps)
         synthetic_rate, _ = data_rate(SyntheticDataset(64, (args.crop, args.crop)), args.crop, b, args.steps)
     paka, plain = train_rate("paka", batch, args.steps), train_rate("plain", batch, args.steps)
-    print(f"x4, {args.crop} x {args.crop} crops, batch {b}, {args.threads} threads, one loader process")
+    print(f"x4, {args.crop} x {args.crop} crops, batch {b}, {args.threads} threads, one loader process, {malloc}")
     print(f"paka  network training:         {paka * b:7.2f} samples/s")
     print(f"plain network training:         {plain * b:7.2f} samples/s")
     print(f"data: NYU-format file (h5py):   {nyu_rate * b:7.2f} samples/s ({mat.name})")
