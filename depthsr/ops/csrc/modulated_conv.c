@@ -39,20 +39,22 @@ static inline segment_t segment(const slab_t *g, int64_t s) {
     return seg;
 }
 
-/* Where tap t of the segment reads: returns the input row, or -1 when the whole row is padding; sets
-   *shift (output column j reads input column j - shift) and [*lo, *hi), the columns that read inside the
-   image. */
-static inline int64_t tap_source(const slab_t *g, const segment_t *seg, int64_t t, int64_t *shift, int64_t *lo,
-                                 int64_t *hi) {
+/* Tap t of channel c in a segment: the offsets of its input row in x (shifted so that output column j reads
+   element j), of its row in the planes of e_sp and g_sp, and of its row in u and gu; [lo, hi) are the columns
+   that read inside the image (none when the tap's input row is padding). */
+typedef struct {
+    int64_t x, sp, u, lo, hi;
+} tap_t;
+
+static inline tap_t tap(const slab_t *g, const segment_t *seg, int64_t c, int64_t t) {
     const int64_t iy = seg->row - g->pad_top + (t / g->kernel) * g->dilation;
-    *shift = g->pad_left - (t % g->kernel) * g->dilation;
-    *lo = seg->j0 > *shift ? seg->j0 : *shift;
-    *hi = seg->j1 < g->width + *shift ? seg->j1 : g->width + *shift;
-    if (iy < 0 || iy >= g->height || *hi < *lo) {
-        *lo = *hi = seg->j1;
-        return -1;
-    }
-    return iy;
+    const int64_t shift = g->pad_left - (t % g->kernel) * g->dilation; /* output column j reads j - shift */
+    const int64_t kk = g->kernel * g->kernel, n = (g->r1 - g->r0) * g->out_width;
+    tap_t r = {(c * g->height + iy) * g->width - shift, t * g->out_height * g->out_width + seg->p0,
+               (c * kk + t) * n + seg->p0, seg->j0 > shift ? seg->j0 : shift,
+               seg->j1 < g->width + shift ? seg->j1 : g->width + shift};
+    if (iy < 0 || iy >= g->height || r.hi < r.lo) r.lo = r.hi = seg->j1;
+    return r;
 }
 
 #define T float

@@ -1,22 +1,26 @@
 /* The kernels of modulated_conv.c for one element type T; included once per type. */
 
+/* u's row of a tap, zero where the tap reads padding. */
+static inline T *SUFFIX(tap_row)(T *u, const segment_t *seg, const tap_t *tp) {
+    T *ut = u + tp->u;
+    for (int64_t j = seg->j0; j < tp->lo; ++j) ut[j] = 0;
+    for (int64_t j = tp->hi; j < seg->j1; ++j) ut[j] = 0;
+    return ut;
+}
+
 /* u = the modulated taps of the slab. */
 void SUFFIX(modulate)(const slab_t *g, const T *restrict x, const T *restrict e_ch, const T *restrict e_sp,
                       T *restrict u, int threads) {
     const int64_t C = g->channels, kk = g->kernel * g->kernel, plane = g->out_height * g->out_width;
-    const int64_t n = (g->r1 - g->r0) * g->out_width;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t s = 0; s < segment_count(g); ++s) {
         const segment_t seg = segment(g, s);
         for (int64_t c = 0; c < C; ++c) {
             for (int64_t t = 0; t < kk; ++t) {
-                int64_t shift, lo, hi;
-                const int64_t iy = tap_source(g, &seg, t, &shift, &lo, &hi);
-                const T *restrict es = e_sp + t * plane + seg.p0;
-                T *restrict ut = u + (c * kk + t) * n + seg.p0;
-                const T *restrict xr = x + (c * g->height + iy) * g->width - shift;
-                for (int64_t j = seg.j0; j < lo; ++j) ut[j] = 0;
-                for (int64_t j = hi; j < seg.j1; ++j) ut[j] = 0;
+                const tap_t tp = tap(g, &seg, c, t);
+                const int64_t lo = tp.lo, hi = tp.hi;
+                const T *restrict xr = x + tp.x, *restrict es = e_sp + tp.sp;
+                T *restrict ut = SUFFIX(tap_row)(u, &seg, &tp);
                 if (e_ch) {
                     const T *restrict ec = e_ch + c * plane + seg.p0;
 #pragma omp simd
@@ -37,7 +41,6 @@ void SUFFIX(modulate_backward)(const slab_t *g, const T *restrict x, const T *re
                                const T *restrict e_sp, T *restrict gu, T *restrict u, T *restrict g_ch,
                                T *restrict g_sp, int threads) {
     const int64_t C = g->channels, kk = g->kernel * g->kernel, plane = g->out_height * g->out_width;
-    const int64_t n = (g->r1 - g->r0) * g->out_width;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t s = 0; s < segment_count(g); ++s) {
         const segment_t seg = segment(g, s);
@@ -47,15 +50,11 @@ void SUFFIX(modulate_backward)(const slab_t *g, const T *restrict x, const T *re
             T *restrict gc = e_ch ? g_ch + c * plane + seg.p0 : NULL;
             if (gc) memset(gc + seg.j0, 0, width * sizeof(T));
             for (int64_t t = 0; t < kk; ++t) {
-                int64_t shift, lo, hi;
-                const int64_t iy = tap_source(g, &seg, t, &shift, &lo, &hi);
-                const T *restrict es = e_sp + t * plane + seg.p0;
-                T *restrict gs = g_sp + t * plane + seg.p0;
-                T *restrict gt = gu + (c * kk + t) * n + seg.p0;
-                T *restrict ut = u + (c * kk + t) * n + seg.p0;
-                const T *restrict xr = x + (c * g->height + iy) * g->width - shift;
-                for (int64_t j = seg.j0; j < lo; ++j) ut[j] = 0;
-                for (int64_t j = hi; j < seg.j1; ++j) ut[j] = 0;
+                const tap_t tp = tap(g, &seg, c, t);
+                const int64_t lo = tp.lo, hi = tp.hi;
+                const T *restrict xr = x + tp.x, *restrict es = e_sp + tp.sp;
+                T *restrict gs = g_sp + tp.sp, *restrict gt = gu + tp.u;
+                T *restrict ut = SUFFIX(tap_row)(u, &seg, &tp);
                 if (gc) {
                     const T *restrict ec = e_ch + c * plane + seg.p0;
 #pragma omp simd
