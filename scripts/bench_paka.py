@@ -105,7 +105,7 @@ def _times(shape: tuple[int, ...], threads: int, repeats: int, system_malloc: bo
 
 def _memory(impl: str, shape: tuple[int, ...], threads: int, queue) -> None:
     fn = _setup(shape, threads)[impl]
-    if impl in ("portable", "fast"):  # load the native library before the baseline is taken
+    if impl in ("portable", "fast"):  # one-time costs (imports, the native library) before the baseline
         _setup((1, 1, 1, 4, 4, 3), threads)[impl]()
     base = _rss_kib("VmRSS")
     _reset_peak()

@@ -5,6 +5,7 @@ import logging
 
 import pytest
 import torch
+from op_inputs import paka_inputs
 
 from depthsr.ops import native, paka_conv2d, paka_conv2d_reference
 
@@ -17,12 +18,6 @@ def fresh_library(tmp_path, monkeypatch):
     native._library.cache_clear()
     yield tmp_path / "cache"
     native._library.cache_clear()
-
-
-def _inputs(dtype=torch.float64):
-    g = torch.Generator().manual_seed(0)
-    shapes = [(2, 3, 6, 7), (4, 3, 3, 3), (4,), (2, 3, 6, 7), (2, 9, 6, 7)]
-    return [torch.randn(*s, generator=g, dtype=dtype) for s in shapes]
 
 
 def test_builds_once_into_the_cache_and_reuses_it(fresh_library):
@@ -41,7 +36,7 @@ def test_failed_build_falls_back_to_the_portable_path(fresh_library, monkeypatch
         assert native.kernels(torch.float64) is None
     assert "native kernels unavailable" in caplog.text
     assert not list(fresh_library.glob("*.so"))  # nothing half-written
-    args = _inputs()
+    args = paka_inputs(2, 3, 4, 6, 7, 3, 1, None)
     y = paka_conv2d(*args)
     assert y.grad_fn is None or y.grad_fn.name() != "FusedModulatedConv2dBackward"
     torch.testing.assert_close(y, paka_conv2d_reference(*args), rtol=1e-12, atol=1e-12)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from op_inputs import paka_inputs as _inputs
 
 import depthsr.ops.slab_engine as slab_engine
 from depthsr.errors import DepthSRError
@@ -25,14 +26,6 @@ CASES = [  # B, C, O, H, W, k, dilation, padding
     (1, 2, 3, 4, 300, 3, 2, None),  # rows wider than one unit of native work (256 columns)
     (1, 3, 2, 5, 520, 5, 1, (1, 3)),
 ]
-
-
-def _inputs(b, c, o, h, w, k, d, padding, dtype=torch.float64, scale=1.0, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ph, pw = (d * (k - 1) // 2,) * 2 if padding is None else ((padding,) * 2 if isinstance(padding, int) else padding)
-    ho, wo = h + 2 * ph - d * (k - 1), w + 2 * pw - d * (k - 1)
-    t = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
-    return t(b, c, h, w), t(o, c, k, k), t(o), scale * t(b, c, ho, wo), scale * t(b, k * k, ho, wo)
 
 
 @pytest.fixture(params=["native", "portable"])
