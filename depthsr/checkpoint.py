@@ -48,7 +48,8 @@ def load_network(path: str | Path) -> tuple[nn.Module, tuple[int, ...] | None]:
         raise DepthSRError(f"{path}: not a depthsr checkpoint")
     if "hyper_parameters" in ckpt:  # Lightning
         hp = ckpt["hyper_parameters"]
-        name, kwargs = hp.get("model", "paka"), dict(hp.get("model_kwargs") or {})
+        name = hp.get("model", "paka")
+        kwargs = {"preset": hp.get("preset", "small"), **dict(hp.get("model_kwargs") or {})}
         state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
         scales = (ckpt.get("datamodule_hyper_parameters") or {}).get("scales")
     elif "state_dict" in ckpt and "model" in ckpt:

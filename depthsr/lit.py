@@ -16,22 +16,23 @@ class DSRModule(pl.LightningModule):
 
     Args:
         model: 'paka', 'pac' or 'plain'.
-        model_kwargs: passed to the network (width, blocks, dilations).
+        preset: network size, 'small' (the CPU default) or 'base' (GPU-sized, for NYU).
+        model_kwargs: passed to the network, overriding the preset (width, blocks, dilations, refine).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        scheduler: 'cosine' (to 1% of lr over max_epochs) or 'step' (x0.5 every step_size epochs).
+        scheduler: 'cosine' (per step, to 1% of lr at the end of training) or 'step' (x0.5 every step_size epochs).
         step_size: epochs per step of the step schedule.
         loss: 'l1' or 'l2', on depth normalised by the LR input's range, valid pixels only.
         norm: 'lr' (per-image LR min-max, what a user has) or 'gt' (ground truth's, as published tables do).
         log_images: how many validation images to log as panels per epoch.
     """
 
-    def __init__(self, model: str = "paka", model_kwargs: dict | None = None, lr: float = 2e-4,
+    def __init__(self, model: str = "paka", preset: str = "small", model_kwargs: dict | None = None, lr: float = 2e-4,
                  weight_decay: float = 1e-4, scheduler: str = "cosine", step_size: int = 30, loss: str = "l1",
                  norm: str = "lr", log_images: int = 2) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = build_model(model, **(model_kwargs or {}))
+        self.model = build_model(model, preset, **(model_kwargs or {}))
         self.val_metrics = torch.nn.ModuleList()
         self.test_metrics = torch.nn.ModuleList()
         self._report_units: dict[int, str] = {}
@@ -118,12 +119,12 @@ class DSRModule(pl.LightningModule):
         opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=0.5)
-        elif hp.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs or 1),
-                                                               eta_min=hp.lr * 0.01)
-        else:
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if hp.scheduler != "cosine":
             raise ValueError(f"unknown scheduler {hp.scheduler!r}; choose 'cosine' or 'step'")
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(1, int(self.trainer.estimated_stepping_batches)), eta_min=hp.lr * 0.01)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_fit_start(self) -> None:
         if self.logger is not None:

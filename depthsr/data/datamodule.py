@@ -7,6 +7,7 @@ scale in ``scales`` under ``protocol``.
 """
 from __future__ import annotations
 
+import math
 import random
 
 import pytorch_lightning as pl
@@ -16,6 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 from depthsr.data.degrade import degrade, downsample
 from depthsr.data.folder import FolderDataset
 from depthsr.data.nyu import NYU_BORDER, NYUv2Dataset, nyu_split
+from depthsr.data.packaged import PackagedPairs
 from depthsr.data.sample import Sample
 from depthsr.data.synthetic import SyntheticDataset
 from depthsr.errors import DepthSRError
@@ -50,7 +52,7 @@ class RandomCrops(Dataset):
             out = {k: v.flip(-1) for k, v in out.items()}
         if random.random() < 0.5:
             out = {k: v.flip(-2) for k, v in out.items()}
-        return {k: v.contiguous() for k, v in out.items()}
+        return {**{k: v.contiguous() for k, v in out.items()}, "units": s.get("units", "")}
 
 
 class ShardSampler(DistributedSampler):
@@ -74,16 +76,32 @@ class ShardSampler(DistributedSampler):
 
 
 class DegradeCollate:
-    """Stacks training crops and adds `lr` under the protocol, at one scale drawn per batch."""
+    """Stacks training crops and adds `lr`, at one ratio and one protocol drawn per batch.
 
-    def __init__(self, scales: list[int], protocol: str, noise: float) -> None:
+    The ratio is one of `scales`, or with probability `random_ratios` a log-uniform draw from `ratio_range`
+    (any real ratio: the network serves them all). The protocol is `protocol`, or `tof` with probability
+    `tof_share` (real-sensor degradations)."""
+
+    def __init__(self, scales: list[float], protocol: str, noise: float, random_ratios: float = 0.0,
+                 ratio_range: tuple[float, float] = (2.0, 16.0), tof_share: float = 0.0) -> None:
         self.scales, self.protocol, self.noise = list(scales), protocol, noise
+        self.random_ratios, self.ratio_range, self.tof_share = random_ratios, tuple(ratio_range), tof_share
+
+    def _ratio(self) -> float:
+        if random.random() < self.random_ratios:
+            lo, hi = self.ratio_range
+            return float(math.exp(random.uniform(math.log(lo), math.log(hi))))
+        return random.choice(self.scales)
 
     def __call__(self, items: list[Sample]) -> dict[str, torch.Tensor]:
         batch = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "valid")}
-        scale = random.choice(self.scales)
-        batch["lr"] = downsample(batch["depth"], scale, self.protocol, self.noise)
-        batch["scale"] = torch.tensor(scale)
+        scale = self._ratio()
+        if random.random() < self.tof_share:
+            batch["lr"] = torch.stack([downsample(it["depth"], scale, "tof", units=it.get("units", ""))
+                                       for it in items])
+        else:
+            batch["lr"] = downsample(batch["depth"], scale, self.protocol, self.noise)
+        batch["scale"] = torch.tensor(float(scale))
         return batch
 
 
@@ -123,7 +141,12 @@ class DSRDataModule(pl.LightningDataModule):
         synthetic: procedural training scenes (0: none).
         train_folders: folder sets marked ``role: train`` to train on as well.
         folder_repeats: how many times each folder set is listed (weights it against the other sources).
-        scales: training scales (one drawn per batch); evaluation runs at each.
+        packaged_repeats: how many times the real pair bundled with scikit-image (Middlebury 2014 Motorcycle,
+            `depthsr.data.packaged`) is listed (0: not used).
+        scales: training ratios (one drawn per batch); evaluation runs at each.
+        random_ratios: share of training batches at a random real ratio from `ratio_range` instead.
+        ratio_range: the smallest and largest random ratio (drawn log-uniformly).
+        tof_share: share of training batches degraded by the `tof` protocol instead of `protocol`.
         protocol: 'bicubic', 'point' or 'noisy'.
         noise: noise level of the noisy protocol (fraction of each image's depth range).
         crop: training crop size (a multiple of every scale).
@@ -140,7 +163,11 @@ class DSRDataModule(pl.LightningDataModule):
         synthetic: int = 0,
         train_folders: list[str] | None = None,
         folder_repeats: int = 1,
-        scales: list[int] | None = None,
+        packaged_repeats: int = 0,
+        scales: list[float] | None = None,
+        random_ratios: float = 0.0,
+        ratio_range: tuple[float, float] = (2.0, 16.0),
+        tof_share: float = 0.0,
         protocol: str = "bicubic",
         noise: float = 0.01,
         crop: int = 256,
@@ -152,8 +179,10 @@ class DSRDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.scales = list(scales or [4])
-        if any(crop % s for s in self.scales):
-            raise DepthSRError(f"crop {crop} must be a multiple of every scale {self.scales}")
+        if any(s <= 1 or crop % s for s in self.scales if float(s).is_integer()):
+            raise DepthSRError(f"crop {crop} must be a multiple of every integer scale {self.scales}")
+        if any(s <= 1 for s in [*self.scales, *ratio_range]):
+            raise DepthSRError(f"scales and ratio_range must be above 1, got {self.scales} and {list(ratio_range)}")
         if mat_path is None and not synthetic and not train_folders:
             raise DepthSRError("no training data: give --data.mat_path, --data.synthetic N or --data.train_folders")
 
@@ -175,6 +204,8 @@ class DSRDataModule(pl.LightningDataModule):
             if not self.val_sets:
                 self.val_sets.append(("synthetic_val", SyntheticDataset(8, (256, 256), seed=10_000_000), 0))
         train += [_train_folder(p) for p in hp.train_folders or [] for _ in range(hp.folder_repeats)]
+        if hp.packaged_repeats:
+            train.append(PackagedPairs(hp.packaged_repeats))
         self.train_set = RandomCrops(ConcatDataset(train), hp.crop, hp.repeats, hp.cache)
 
     def _eval_loaders(self, sets: list[tuple[str, Dataset, int]]) -> list[DataLoader]:
@@ -202,7 +233,8 @@ class DSRDataModule(pl.LightningDataModule):
                                f"{hp.batch_size}: raise --data.repeats or lower --data.batch_size")
         return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, drop_last=True,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
-                          collate_fn=DegradeCollate(self.scales, hp.protocol, hp.noise))
+                          collate_fn=DegradeCollate(self.scales, hp.protocol, hp.noise, hp.random_ratios,
+                                                    hp.ratio_range, hp.tof_share))
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.val_sets)

@@ -1,7 +1,15 @@
-"""Procedural RGB-D scenes: slanted planar objects at several depths over a background, each with its own
-texture, plus painted decals that change the colour but not the depth (texture edges that are no depth
-edges, the trap of guided upsampling). Deterministic per seed; depth in metres."""
+"""Procedural RGB-D scenes: a room-like background (one or two slanted planes meeting in a crease), objects at
+several depths (flat, slanted, curved bumps, thin bars and poles) occluding each other, each textured with a
+crop of a real photograph or a procedural pattern, plus decals that change the colour but not the depth
+(texture edges that are no depth edges, the trap of guided upsampling). Deterministic per seed; depth in metres.
+
+The photographs are the ones scikit-image ships inside its package (no download); without scikit-image the
+textures are procedural only.
+"""
 from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,8 +18,40 @@ from torch.utils.data import Dataset
 
 from depthsr.data.sample import Sample, valid_mask
 
+PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "color.png",
+          "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png", "page.png", "retina.jpg",
+          "rocket.jpg", "text.png", "clock_motion.png")
 
-def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x W x 3 in 0..1
+
+@lru_cache(maxsize=1)
+def photo_bank() -> tuple[np.ndarray, ...]:  # each h x w x 3 float32 in 0..1
+    """The photographs bundled with scikit-image (empty when it is not installed)."""
+    try:
+        import skimage
+    except ImportError:
+        return ()
+    root = Path(skimage.__file__).parent / "data"
+    photos = []
+    for name in PHOTOS:
+        image = cv2.imread(str(root / name), cv2.IMREAD_COLOR)
+        if image is not None:
+            photos.append(image[..., ::-1].astype(np.float32) / 255.0)
+    return tuple(photos)
+
+
+def _photo_texture(rng: np.random.Generator, photo: np.ndarray, h: int, w: int) -> np.ndarray:  # H x W x 3
+    zoom = rng.uniform(0.5, 2.0)
+    ph, pw = photo.shape[:2]
+    ch, cw = min(ph, max(8, int(h / zoom))), min(pw, max(8, int(w / zoom)))
+    y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
+    crop = cv2.resize(photo[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    gain, tint = rng.uniform(0.6, 1.3), rng.uniform(0.8, 1.2, 3)
+    return np.ascontiguousarray((crop * gain * tint).clip(0, 1), dtype=np.float32)
+
+
+def _pattern_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x W x 3 in 0..1
     base, other = rng.uniform(0.05, 0.95, 3), rng.uniform(0.05, 0.95, 3)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     kind = rng.integers(5)
@@ -33,50 +73,70 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x W x
     return (base + (other - base) * t[..., None]).astype(np.float32)
 
 
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x W x 3 in 0..1
+    photos = photo_bank()
+    if photos and rng.random() < 0.7:
+        return _photo_texture(rng, photos[rng.integers(len(photos))], h, w)
+    return _pattern_texture(rng, h, w)
+
+
 def _shape_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x W bool
     mask = np.zeros((h, w), np.uint8)
     cx, cy = rng.uniform(0, w), rng.uniform(0, h)
     size = rng.uniform(0.08, 0.4) * min(h, w)
-    kind = rng.integers(3)
-    if kind == 0:
+    kind = rng.integers(3) if rng.random() < 0.8 else 3
+    if kind == 0:  # box
         angle = rng.uniform(0, 180)
         box = cv2.boxPoints(((cx, cy), (size * rng.uniform(0.5, 2), size * rng.uniform(0.5, 2)), angle))
         cv2.fillPoly(mask, [box.astype(np.int32)], 1)
-    elif kind == 1:
+    elif kind == 1:  # ellipse
         axes = (int(size * rng.uniform(0.4, 1)), int(size * rng.uniform(0.4, 1)))
         cv2.ellipse(mask, (int(cx), int(cy)), axes, rng.uniform(0, 180), 0, 360, 1, -1)
-    else:
+    elif kind == 2:  # polygon
         n = rng.integers(3, 8)
         angles = np.sort(rng.uniform(0, 2 * np.pi, n))
         radii = size * rng.uniform(0.4, 1.0, n)
         pts = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1)
         cv2.fillPoly(mask, [pts.astype(np.int32)], 1)
+    else:  # thin bar or pole, 1 to 6 pixels wide, often crossing the image
+        angle, length = rng.uniform(0, np.pi), rng.uniform(0.5, 1.5) * max(h, w)
+        dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
+        cv2.line(mask, (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy)), 1, int(rng.integers(1, 7)))
     return mask.astype(bool)
 
 
-def _plane(rng: np.random.Generator, h: int, w: int, base: float) -> np.ndarray:  # H x W
+def _surface(rng: np.random.Generator, h: int, w: int, base: float, curved: bool) -> np.ndarray:  # H x W
+    """A slanted plane at `base`, optionally with a smooth bump or dent (a curved surface)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / max(h, w)
-    gx, gy = rng.uniform(-0.3, 0.3, 2) * base
-    return (base + gx * (xx - 0.5) + gy * (yy - 0.5)).astype(np.float32)
+    gx, gy = rng.uniform(-0.4, 0.4, 2) * base
+    depth = base + gx * (xx - 0.5) + gy * (yy - 0.5)
+    if curved:
+        cx, cy, r = rng.uniform(0, w / max(h, w)), rng.uniform(0, h / max(h, w)), rng.uniform(0.1, 0.5)
+        bump = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+        depth = depth + rng.uniform(-0.25, 0.25) * base * bump
+    return np.maximum(depth, 0.05 * base).astype(np.float32)
 
 
 def synthetic_scene(seed: int, size: tuple[int, int] = (256, 256)) -> Sample:
     """One procedural scene of `size` (H, W)."""
     rng = np.random.default_rng(seed)
     h, w = size
-    far = rng.uniform(4.0, 9.0)
-    depth = _plane(rng, h, w, far)
+    far = rng.uniform(2.0, 9.0)
+    depth = _surface(rng, h, w, far, curved=rng.random() < 0.3)
+    if rng.random() < 0.6:  # a second wall or the floor, meeting the first in a crease
+        depth = np.minimum(depth, _surface(rng, h, w, far * rng.uniform(0.7, 1.2), curved=False))
     rgb = _texture(rng, h, w)
-    for k in range(int(rng.integers(3, 9))):
+    for _ in range(int(rng.integers(3, 10))):
         mask = _shape_mask(rng, h, w)
         near = far * rng.uniform(0.15, 0.9)
-        depth[mask] = np.minimum(depth[mask], _plane(rng, h, w, near)[mask])
+        depth[mask] = np.minimum(depth[mask], _surface(rng, h, w, near, curved=rng.random() < 0.4)[mask])
         rgb[mask] = _texture(rng, h, w)[mask]
     for _ in range(int(rng.integers(1, 6))):  # decals: colour changes, depth does not
         mask = _shape_mask(rng, h, w)
         rgb[mask] = _texture(rng, h, w)[mask]
-    shade = 1.0 - 0.25 * (depth - depth.min()) / max(float(np.ptp(depth)), 1e-6)
-    rgb = (rgb * shade[..., None] + rng.normal(0, 0.01, rgb.shape)).clip(0, 1).astype(np.float32)
+    shade = 1.0 - rng.uniform(0.0, 0.35) * (depth - depth.min()) / max(float(np.ptp(depth)), 1e-6)
+    rgb = rgb * shade[..., None] + rng.normal(0, rng.uniform(0.002, 0.02), rgb.shape)
+    rgb = cv2.GaussianBlur(rgb.clip(0, 1).astype(np.float32), (0, 0), rng.uniform(0.3, 0.8))
     depth_t = torch.from_numpy(depth)[None]
     return {"rgb": torch.from_numpy(rgb.transpose(2, 0, 1).copy()), "depth": depth_t, "valid": valid_mask(depth_t),
             "units": "m", "name": f"synthetic_{seed:06d}"}
