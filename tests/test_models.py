@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from depthsr.models import HierarchicalPAKA, PACConv2d, PAKAConv2d, build_model
+from depthsr.models import HierarchicalPAKA, PACConv2d, PAKAConv2d, PlainConv2d, build_model
 from depthsr.ops import paka_conv2d_reference
 from depthsr.ops.resize import bicubic_resize
 
@@ -65,6 +65,47 @@ def test_network_predicts_a_residual_over_bicubic_and_trains():
         F.l1_loss(net(lr, rgb), gt).backward()
         opt.step()
     assert all(p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+@pytest.mark.parametrize("name", ["paka", "plain", "pac"])
+def test_every_parameter_of_every_twin_gets_a_gradient(name):
+    """Each branch does work (and DDP needs no find_unused_parameters): after two steps (zero-initialised
+    attention layers open on the first), every parameter has a non-zero gradient."""
+    torch.manual_seed(0)
+    net = build_model(name, width=16, blocks=1)
+    lr, rgb, gt = torch.rand(2, 1, 6, 7), torch.rand(2, 3, 24, 28), torch.rand(2, 1, 24, 28)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        F.l1_loss(net(lr, rgb), gt).backward()
+        opt.step()
+    unused = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not unused
+
+
+def test_plain_twin_reads_the_guidance_by_concatenation():
+    torch.manual_seed(0)
+    layer = PlainConv2d(4, 3, kernel_size=3, dilation=2, guide_channels=5)
+    x, g = torch.randn(1, 4, 9, 8), torch.randn(1, 5, 9, 8)
+    torch.testing.assert_close(layer(x, g), F.conv2d(torch.cat([x, g], 1), layer.weight, layer.bias, padding=2,
+                                                     dilation=2))
+
+
+@pytest.mark.parametrize("ratio_hw", [((37, 50), (100, 133)), ((144, 192), (384, 512)), ((20, 30), (150, 225))])
+def test_network_takes_any_ratio(ratio_hw):
+    (h, w), (big_h, big_w) = ratio_hw
+    net = build_model("paka", width=16, blocks=1)
+    out = net(torch.rand(1, 1, h, w), torch.rand(1, 3, big_h, big_w))
+    assert out.shape == (1, 1, big_h, big_w) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("preset,low,high", [("small", 100_000, 200_000), ("base", 500_000, 1_500_000)])
+def test_presets_size_the_network(preset, low, high):
+    net = build_model("paka", preset)
+    assert low <= sum(p.numel() for p in net.parameters()) <= high
+    assert net.config["width"] == {"small": 32, "base": 64}[preset]
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        build_model("paka", "huge")
 
 
 def test_unknown_model_name():

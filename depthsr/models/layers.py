@@ -94,7 +94,8 @@ class PACConv2d(_StaticWeight):
 
 
 class PlainConv2d(nn.Conv2d):
-    """A plain 'same' convolution that ignores the guidance: the PAKA-off twin."""
+    """The PAKA-off twin: a plain 'same' convolution over the input concatenated with the guidance (guidance
+    by concatenation, the usual baseline), so the twin sees the same features through static weights."""
 
     def __init__(
         self,
@@ -104,11 +105,13 @@ class PlainConv2d(nn.Conv2d):
         dilation: int = 1,
         guide_channels: int | None = None,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size - 1) // 2,
-                         dilation=dilation)
+        super().__init__(in_channels + (guide_channels or in_channels), out_channels, kernel_size,
+                         padding=dilation * (kernel_size - 1) // 2, dilation=dilation)
 
-    def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
-        return super().forward(x)
+    def forward(
+        self, x: torch.Tensor, guide: torch.Tensor | None = None  # B x C_in x H x W, B x C_guide x H x W
+    ) -> torch.Tensor:  # B x C_out x H x W
+        return super().forward(torch.cat([x, x if guide is None else guide], 1))
 
 
 GUIDED_CONVS: dict[str, type[nn.Module]] = {"paka": PAKAConv2d, "pac": PACConv2d, "plain": PlainConv2d}
