@@ -34,7 +34,7 @@ class TofParams:
         shift: largest misregistration between depth and RGB, in high-resolution pixels (uniform per image and axis).
         noise: standard deviation of the depth noise as a fraction of the depth itself (0.5 % of the distance).
         dropout: probability that a low-resolution pixel on a depth edge returns nothing (low signal); such holes
-            are filled with the farthest valid neighbour, as sensor pipelines fill them.
+            are filled with the farthest depth of their 3 x 3 neighbourhood, as sensor pipelines fill them.
         edge: relative depth jump across a pixel's 3 x 3 neighbourhood that marks an edge pixel.
         quantum_mm: quantisation step in millimetres (applied for data in metres or millimetres).
     """
@@ -96,8 +96,7 @@ def tof_downsample(
     jump = F.max_pool2d(lr, 3, 1, 1) + F.max_pool2d(-lr, 3, 1, 1)  # local max - local min
     edge = jump > params.edge * lr.abs().clamp_min(1e-12)
     hole = edge & (torch.rand(lr.shape, generator=generator, dtype=lr.dtype) < params.dropout)
-    filled = F.max_pool2d(torch.where(hole, torch.full_like(lr, -torch.inf), lr), 3, 1, 1)
-    lr = torch.where(hole & torch.isfinite(filled), filled, lr)
+    lr = torch.where(hole, F.max_pool2d(lr, 3, 1, 1), lr)  # the farthest depth around the hole
     if mm > 0 and params.quantum_mm > 0:
         step = mm * params.quantum_mm
         lr = torch.round(lr / step) * step

@@ -1,0 +1,129 @@
+"""Degradations at any ratio, the tof protocol, the training mix, and the generated / packaged training data."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from depthsr.data.datamodule import DegradeCollate
+from depthsr.data.degrade import TofParams, degrade, downsample, lr_size, ratio_name, tof_downsample
+from depthsr.data.packaged import motorcycle
+from depthsr.data.synthetic import photo_bank, synthetic_scene
+
+
+@pytest.mark.parametrize("scale,size", [(2.5, (40, 51)), (7.5, (13, 17)), (3, (33, 43)), (16, (6, 8))])
+def test_lr_size_is_rounded_hr_over_ratio(scale, size):
+    assert lr_size(100, 128, scale) == size
+
+
+def test_bicubic_protocol_at_a_non_integer_ratio_equals_pil(shared):
+    gt = np.load(shared / "crops256" / "crop0" / "depth.npy")
+    lr = downsample(torch.from_numpy(gt)[None], 7.5, "bicubic")
+    ref = np.asarray(Image.fromarray(gt).resize((34, 34), Image.BICUBIC))
+    assert lr.shape == (1, 34, 34)
+    np.testing.assert_allclose(lr[0].numpy(), ref, rtol=1e-4, atol=1e-3 * float(np.ptp(gt)))
+
+
+def test_point_protocol_at_any_ratio_takes_the_pixel_under_each_centre():
+    depth = torch.arange(20 * 30, dtype=torch.float32).view(1, 20, 30)
+    lr = downsample(depth, 2.5, "point")
+    rows, cols = [int((i + 0.5) * 2.5) for i in range(8)], [int((j + 0.5) * 2.5) for j in range(12)]
+    assert torch.equal(lr[0], depth[0][rows][:, cols])
+    assert torch.equal(downsample(depth, 5, "point")[0], depth[0, 2::5, 2::5])  # integer: the block centres
+
+
+def test_degrade_keeps_the_whole_image_at_a_non_integer_ratio():
+    sample = synthetic_scene(3, (50, 70))
+    out = degrade(sample, 2.5, "bicubic")
+    assert out["depth"].shape == (1, 50, 70) and out["lr"].shape == (1, 20, 28) and out["scale"] == 2.5
+    assert degrade(sample, 4, "bicubic")["depth"].shape == (1, 48, 68)
+    assert ratio_name(7.5) == "x7.5" and ratio_name(4) == "x4" and ratio_name(4.0) == "x4"
+
+
+def _step_scene() -> torch.Tensor:  # 1 x 1 x 64 x 64: a near square (1 m) in front of a far wall (3 m)
+    depth = torch.full((1, 1, 64, 64), 3.0, dtype=torch.float64)
+    depth[..., 16:48, 16:48] = 1.0
+    return depth
+
+
+def test_tof_without_noise_shift_or_dropout_is_area_integration():
+    depth = _step_scene()
+    params = TofParams(shift=0.0, noise=0.0, dropout=0.0, quantum_mm=0.0)
+    lr = tof_downsample(depth, (16, 16), params)
+    torch.testing.assert_close(lr, torch.nn.functional.avg_pool2d(depth, 4))
+    lr = tof_downsample(depth, (10, 10), params)  # 64 / 10: pixels straddling the edge mix the two depths
+    assert ((lr > 1.0 + 1e-9) & (lr < 3.0 - 1e-9)).any()  # flying pixels
+
+
+def test_tof_quantises_to_millimetres_and_noise_grows_with_depth():
+    gen = torch.Generator().manual_seed(0)
+    flat = torch.cat([torch.full((1, 1, 64, 64), 1.0), torch.full((1, 1, 64, 64), 4.0)]).double()
+    lr = tof_downsample(flat, (32, 32), TofParams(shift=0, dropout=0, noise=0.01), mm=1e-3, generator=gen)
+    torch.testing.assert_close(lr * 1000, torch.round(lr * 1000), rtol=0, atol=1e-9)
+    near, far = float(lr[0].std()), float(lr[1].std())
+    assert 0.007 < near < 0.013 and 0.03 < far < 0.05  # 1 % of 1 m and of 4 m
+
+
+def test_tof_fills_dropouts_with_the_farther_neighbour():
+    depth = _step_scene()
+    params = TofParams(shift=0.0, noise=0.0, dropout=1.0, quantum_mm=0.0)
+    clean = tof_downsample(depth, (16, 16), TofParams(shift=0.0, noise=0.0, dropout=0.0, quantum_mm=0.0))
+    lr = tof_downsample(depth, (16, 16), params)
+    changed = lr != clean
+    assert changed.any()
+    assert (lr[changed] == 3.0).all()  # every dropped edge pixel took the background's depth
+
+
+def test_tof_shift_moves_the_depth_against_the_rgb():
+    depth = _step_scene()
+    params = TofParams(shift=4.0, noise=0.0, dropout=0.0, quantum_mm=0.0)
+    lrs = [tof_downsample(depth, (16, 16), params, generator=torch.Generator().manual_seed(s)) for s in range(4)]
+    aligned = torch.nn.functional.avg_pool2d(depth, 4)
+    assert any(not torch.equal(lr, aligned) for lr in lrs)
+    assert all(torch.equal(lrs[0], tof_downsample(depth, (16, 16), params, generator=torch.Generator().manual_seed(0)))
+               for _ in range(2))  # seeded: reproducible
+
+
+def test_tof_protocol_on_real_tof_depth_keeps_millimetres(shared):
+    from depthsr.data.folder import FolderDataset
+
+    sample = FolderDataset(shared / "rgbdd")[0]
+    out = degrade(sample, 2.5, "tof", generator=torch.Generator().manual_seed(0))
+    lr = out["lr"]
+    assert lr.shape == (1, round(384 / 2.5), round(512 / 2.5))
+    torch.testing.assert_close(lr, torch.round(lr), rtol=0, atol=0)  # whole millimetres
+    bicubic = downsample(out["depth"], 2.5, "bicubic")
+    rel = ((lr - bicubic).abs() / bicubic.clamp_min(1)).median()
+    assert 0.0005 < float(rel) < 0.02  # about the protocol's 0.5 % noise, not a different image
+
+
+def test_training_collate_mixes_ratios_and_protocols():
+    items = [{"rgb": torch.rand(3, 48, 48), "depth": 1 + torch.rand(1, 48, 48), "valid": torch.ones(1, 48, 48,
+                                                                                                  dtype=torch.bool),
+              "units": "m"} for _ in range(2)]
+    random.seed(0)
+    collate = DegradeCollate([4, 8], "bicubic", 0.0, random_ratios=1.0, ratio_range=(2.0, 3.0), tof_share=0.0)
+    sizes = {collate(items)["lr"].shape[-1] for _ in range(20)}
+    assert sizes <= set(range(16, 25)) and len(sizes) > 2  # 48 / ratio for ratios in [2, 3]
+    collate = DegradeCollate([4], "bicubic", 0.0, tof_share=1.0)
+    batch = collate(items)
+    torch.testing.assert_close(batch["lr"] * 1000, torch.round(batch["lr"] * 1000), rtol=0, atol=1e-3)
+    assert float(batch["scale"]) == 4.0
+
+
+def test_synthetic_scenes_are_deterministic_and_photo_textured():
+    a, b = synthetic_scene(7, (64, 80)), synthetic_scene(7, (64, 80))
+    assert torch.equal(a["rgb"], b["rgb"]) and torch.equal(a["depth"], b["depth"])
+    assert a["rgb"].shape == (3, 64, 80) and a["depth"].shape == (1, 64, 80) and a["valid"].all()
+    assert float(a["depth"].min()) > 0 and 0 <= float(a["rgb"].min()) and float(a["rgb"].max()) <= 1
+    assert len(photo_bank()) >= 10  # scikit-image's bundled photographs are found
+
+
+def test_packaged_motorcycle_pair():
+    s = motorcycle()
+    assert s["rgb"].shape == (3, 500, 741) and s["depth"].shape == (1, 500, 741)
+    assert torch.isfinite(s["depth"]).all() and 0.85 < float(s["valid"].float().mean()) < 0.99
+    assert s["units"] == "disparity"
