@@ -2,7 +2,7 @@
 ablation. Each variant trains with configs/short_run.yaml plus its overrides; the last weights are evaluated
 on the held-out real Motorcycle pair and 8 held-out procedural scenes, under the bicubic and tof protocols.
 
-    python scripts/short_runs.py [--steps 800] [--variants paka plain pac]
+    python scripts/short_runs.py [--steps 600] [--variants paka plain pac]
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ VARIANTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--root", default="runs/short")
     args = parser.parse_args()
