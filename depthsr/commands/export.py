@@ -1,22 +1,90 @@
-"""`depthsr export`: a Lightning checkpoint of `depthsr fit` -> a small stand-alone .pt for `upsample`."""
+"""`depthsr export`: a Lightning checkpoint of `depthsr fit` (or an earlier .pt) -> a shareable .safetensors
+with its provenance in the metadata, and its sha256 recorded beside it (NAME.safetensors.sha256).
+
+    depthsr export --ckpt runs/.../best.ckpt --out checkpoints/depthsr_default.safetensors --scales 4 8 16 \\
+        --recipe configs/default_model.yaml --data "what it was trained on" --results out/compare/results.csv
+"""
 from __future__ import annotations
 
 import argparse
+import csv
+from pathlib import Path
 
-from depthsr.checkpoint import load_network, save_network
+import yaml
+
+from depthsr.checkpoint import as_scales, build_network, read_model_file, save_network, write_sha256_record
+from depthsr.errors import DepthSRError
+
+RESULT_COLUMNS = ("method", "dataset", "scale", "protocol", "units", "images", "rmse", "mae")
+
+
+def read_recipe(path: Path) -> dict:
+    """The training config (a LightningCLI YAML), as plain data."""
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError:
+        raise DepthSRError(f"{path}: no such recipe file") from None
+    except yaml.YAMLError as err:
+        raise DepthSRError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise DepthSRError(f"{path}: not a training config (expected a YAML mapping)")
+    return {"file": path.name, "config": config}
+
+
+def read_results(path: Path) -> dict:
+    """The headline numbers: the rows of a `depthsr compare` results.csv."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        raise DepthSRError(f"{path}: no such results file") from None
+    if not rows or not {"method", "dataset", "scale", "rmse"} <= set(rows[0]):
+        raise DepthSRError(f"{path}: not a results.csv of `depthsr compare` (method, dataset, scale, rmse columns)")
+    out = []
+    for row in rows:
+        entry = {k: row[k] for k in RESULT_COLUMNS if row.get(k) not in (None, "")}
+        for key in ("scale", "images", "rmse", "mae"):
+            if key in entry:
+                try:
+                    value = float(entry[key])
+                except ValueError:
+                    raise DepthSRError(f"{path}: non-numeric {key} {entry[key]!r}") from None
+                entry[key] = int(value) if key in ("scale", "images") and value.is_integer() else value
+        out.append(entry)
+    return {"file": path.name, "rows": out}
 
 
 def run(args: argparse.Namespace) -> int:
-    model, scales = load_network(args.ckpt)
-    scales = args.scales or list(scales or [])
-    save_network(args.out, model, model.conv_kind, model.config, scales, {"source": str(args.ckpt)})
-    print(f"wrote {args.out} ({sum(p.numel() for p in model.parameters()):,} parameters, scales {scales})")
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise DepthSRError(f"{out}: depthsr export writes .safetensors (name it NAME.safetensors)")
+    source = read_model_file(args.ckpt)
+    model = build_network(args.ckpt, source)  # refuses weights that do not fit before anything is written
+    info = dict(source.info)
+    if args.recipe:  # the config file, beside the hyper-parameters the checkpoint itself recorded
+        kept = {k: v for k, v in (info.get("recipe") or {}).items() if k in ("model", "data")}
+        info["recipe"] = {**read_recipe(Path(args.recipe)), **kept}
+    if args.data:
+        info["training_data"] = {**(info.get("training_data") or {}), "description": args.data}
+    if args.results:
+        info["results"] = read_results(Path(args.results))
+    scales = list(as_scales(args.scales) or source.scales or [])
+    name, kwargs = getattr(model, "conv_kind", source.name), getattr(model, "config", source.kwargs)
+    save_network(out, model, name, kwargs, scales, info)
+    sha = write_sha256_record(out)
+    missing = [k for k in ("recipe", "training_data", "results") if k not in info]
+    print(f"wrote {out} ({sum(p.numel() for p in model.parameters()):,} parameters, scales {scales})\n"
+          f"sha256 {sha} (recorded in {out.name}.sha256)"
+          + (f"\nnote: no {', '.join(missing)} recorded (see depthsr export --help)" if missing else ""))
     return 0
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="Lightning checkpoint -> small stand-alone .pt")
-    p.add_argument("--ckpt", required=True, help="a .ckpt written by depthsr fit")
-    p.add_argument("--out", required=True, help="the .pt to write")
-    p.add_argument("--scales", type=int, nargs="*", help="scales it was trained for (default: from the ckpt)")
+    p = sub.add_parser("export", help="checkpoint -> shareable .safetensors with its provenance")
+    p.add_argument("--ckpt", required=True, help="a .ckpt written by depthsr fit (or a .pt / .safetensors)")
+    p.add_argument("--out", required=True, help="the .safetensors to write (its sha256 goes to OUT.sha256)")
+    p.add_argument("--scales", type=float, nargs="*", help="scales it was trained for (default: from the ckpt)")
+    p.add_argument("--recipe", help="the training config (YAML) to record, e.g. configs/default_model.yaml")
+    p.add_argument("--data", help="a description of the data it was trained on, to record")
+    p.add_argument("--results", help="a results.csv of depthsr compare: the headline numbers to record")
     p.set_defaults(run=run)
