@@ -26,15 +26,13 @@ def _wandb_offline_without_key() -> None:
 
 
 def run_lightning(argv: list[str]) -> None:
-    from pytorch_lightning.cli import LightningCLI
-
     from depthsr.data.datamodule import DSRDataModule
     from depthsr.lit import DSRModule
-    from depthsr.training import LogConfig
+    from depthsr.training import DepthSRCLI, LogConfig
 
     _wandb_offline_without_key()
-    LightningCLI(DSRModule, DSRDataModule, args=argv, save_config_callback=LogConfig,
-                 save_config_kwargs={"overwrite": True})
+    DepthSRCLI(DSRModule, DSRDataModule, args=argv, save_config_callback=LogConfig,
+               save_config_kwargs={"overwrite": True})
     import wandb
 
     if wandb.run is not None:  # close the run now, so its files are complete when the command returns
@@ -55,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     except DepthSRError as err:
         print(f"depthsr: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a file the checks did not foresee (disk full, permissions changed meanwhile)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"depthsr: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: files are written through temporary files, so none is half-written
+        print("depthsr: interrupted (no file was left half-written)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

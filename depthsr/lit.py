@@ -8,6 +8,7 @@ from depthsr.data.sample import units, valid_range
 from depthsr.method import normalise
 from depthsr.metrics import DepthMetrics
 from depthsr.models import build_model
+from depthsr.training import resume_at_next_epoch
 from depthsr.visualize import error_panel
 
 
@@ -125,6 +126,10 @@ class DSRModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=max(1, int(self.trainer.estimated_stepping_batches)), eta_min=hp.lr * 0.01)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        trainer = self._trainer  # None when loaded without a Trainer (load_from_checkpoint)
+        resume_at_next_epoch(checkpoint, trainer is not None and trainer.max_steps != -1)  # exact under max_steps
 
     def on_fit_start(self) -> None:
         if self.logger is not None:

@@ -2,14 +2,18 @@
 
     method(lr, rgb, depth_range=None) -> depth      # B x 1 x h x w, B x 3 x H x W -> B x 1 x H x W
 
-Callers see depth in real units. Inside, invalid (zero / non-finite) LR pixels are filled from their
-neighbours, the LR is min-max normalised per image (``norm: lr``, the default; or with a given
-``depth_range``, e.g. the ground truth's for ``norm: gt``), the method's ``predict`` runs on 0..1 depth,
-and the result is mapped back. Large outputs are processed in overlapping tiles blended with linear
-ramps, so memory is bounded and no seams show.
+The depth may be any size up to the RGB's, at any ratio (integer or not; the two axes may differ a little, as
+sensor sizes round), as long as it shows the same view: aspect ratios that differ by more than about 2 % are
+refused (`check_ratio`). Callers see depth in real units. Inside, invalid (zero / non-finite) LR pixels are
+filled from their neighbours, the LR is min-max normalised per image (``norm: lr``, the default; or with a
+given ``depth_range``, e.g. the ground truth's for ``norm: gt``), the method's ``predict`` runs on 0..1 depth,
+and the result is mapped back. Large outputs are processed in overlapping tiles blended with linear ramps, so
+memory is bounded and no seams show. With `to(device)` the work runs there (a network's weights move with
+it) and the result comes back on the caller's device.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -17,6 +21,10 @@ import torch.nn.functional as F
 
 from depthsr.data.sample import valid_mask, valid_range
 from depthsr.errors import DepthSRError
+
+ASPECT_TOLERANCE = 0.02  # largest relative difference of the depth's and the RGB's aspect ratios
+MIN_VALID_FRACTION = 0.05  # an input with fewer valid depth pixels is refused by `check_valid`
+MIN_TILE = 32  # smallest tile side (output pixels)
 
 
 def fill_invalid(lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # B x 1 x h x w, and its valid mask
@@ -48,81 +56,174 @@ def normalise(
     return (lr - lo) / span, lo, span
 
 
-def _ramp(n: int, overlap: int, at_start: bool, at_end: bool, device) -> torch.Tensor:  # n
-    """Blending weights of one tile along one axis: at an inner edge, zero over the first quarter of the
-    overlap (where the tile's own border effects live), then a linear ramp up to one."""
+def check_valid(lr: torch.Tensor, name: str = "depth") -> int:  # ... x h x w
+    """The number of invalid (zero or non-finite: one rule for 0, NaN and inf) pixels; one clear error when
+    fewer than MIN_VALID_FRACTION of them are valid, too little to fill the rest from."""
+    valid = valid_mask(lr)
+    fraction = float(valid.float().mean()) if valid.numel() else 0.0
+    if fraction < MIN_VALID_FRACTION:
+        raise DepthSRError(f"{name}: only {100 * fraction:.1f}% of its {valid.numel()} depth values are valid "
+                           f"(non-zero and finite); at least {100 * MIN_VALID_FRACTION:g}% are needed")
+    return int((~valid).sum())
+
+
+def check_ratio(lr: torch.Tensor, rgb: torch.Tensor) -> tuple[float, float]:
+    """(height ratio, width ratio) of the RGB over the LR depth, any real numbers >= 1; one clear error when the
+    depth is larger than the RGB or does not show the same view (aspect ratios more than ~2 % apart, beyond
+    what rounding a size to whole pixels explains)."""
+    (h, w), (big_h, big_w) = lr.shape[-2:], rgb.shape[-2:]
+    sizes = f"depth is {h} x {w} and rgb is {big_h} x {big_w}"
+    if h == 0 or w == 0 or big_h == 0 or big_w == 0:
+        raise DepthSRError(f"{sizes}: an image is empty")
+    if h > big_h or w > big_w:
+        raise DepthSRError(f"{sizes}: the depth must not be larger than the rgb (the result has the rgb's size)")
+    expected_h = big_h * w / big_w  # the depth height the width's ratio implies
+    if abs(h - expected_h) > max(1.0, ASPECT_TOLERANCE * expected_h):
+        differ = abs((h / w) / (big_h / big_w) - 1)
+        raise DepthSRError(f"{sizes}: their aspect ratios differ by {100 * differ:.1f}% (more than "
+                           f"{100 * ASPECT_TOLERANCE:g}%): register the depth to the rgb's view first")
+    return big_h / h, big_w / w
+
+
+def ratio_label(ratio_h: float, ratio_w: float) -> str:
+    """'x4', 'x2.667', or 'x2.648 x 2.667' when the two axes differ by more than 0.1 %."""
+    if abs(ratio_h / ratio_w - 1) <= 1e-3:
+        return f"x{(ratio_h + ratio_w) / 2:.4g}"
+    return f"x{ratio_h:.4g} (height) / x{ratio_w:.4g} (width)"
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' (a GPU when one is present), 'cpu', 'cuda' or 'cuda:N'; one clear error for a device that is
+    not there."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise DepthSRError(f"--device {spec}: no CUDA GPU is available to this PyTorch ({torch.__version__})")
+        index = int(spec[5:]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise DepthSRError(f"--device {spec}: no such GPU (this machine has {torch.cuda.device_count()})")
+        return torch.device("cuda", index)
+    raise DepthSRError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def _ramp(n: int, before: int, after: int, device) -> torch.Tensor:  # n
+    """Blending weights of one tile along one axis, which overlaps the previous tile by `before` pixels and
+    the next by `after`: over each overlap, zero on its outer quarter (where the tile's own border effects
+    live), then a linear ramp up to one."""
     w = torch.ones(n, device=device)
-    halo = overlap // 4
-    ramp = torch.linspace(0, 1, overlap - 2 * halo + 2, device=device)[1:-1]
-    if overlap and not at_start:
-        w[:halo] = 0
-        w[halo : overlap - halo] = ramp
-    if overlap and not at_end:
-        w[n - halo :] = 0
-        w[n - overlap + halo : n - halo] = ramp.flip(0)
+    for overlap, at_end in ((before, False), (after, True)):
+        if overlap <= 0:
+            continue
+        halo = overlap // 4
+        ramp = torch.linspace(0, 1, overlap - 2 * halo + 2, device=device)[1:-1]
+        part = torch.cat([torch.zeros(halo, device=device), ramp])
+        if at_end:
+            w[n - overlap + halo :] = torch.minimum(w[n - overlap + halo :], part.flip(0))
+        else:
+            w[: overlap - halo] = torch.minimum(w[: overlap - halo], part)
     return w
+
+
+def _spans(size: int, tile: int, overlap: int, unit: int) -> list[tuple[int, int]]:
+    """Evenly spaced tiles [start, end) covering 0..size, overlapping by about `overlap`, starting on multiples
+    of `unit`; the last ends at `size` (and so may be up to `unit` - 1 longer than `tile`)."""
+    last = (size - tile) // unit * unit
+    if size <= tile or last == 0:
+        return [(0, size)]
+    count = math.ceil((size - overlap) / (tile - overlap))
+    starts = sorted({round(i * last / (count - 1) / unit) * unit for i in range(count)})
+    return [(s, s + tile) for s in starts[:-1]] + [(starts[-1], size)]
+
+
+def _axis_tiles(lr_size: int, size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Tiles along one axis as (LR start, LR end, output start, output end). Tile boundaries are chosen in LR
+    pixels and mapped to the output by the real ratio size / lr_size. Where a small grid exists on which both
+    are whole numbers (and output positions multiples of 4, the network's own grid) the tiles sit on it, so a
+    tile sees exactly the pixels it would see in the whole image; otherwise output boundaries are rounded
+    (a tile's RGB is then off its depth by under half an output pixel)."""
+    ratio = size / lr_size
+    step = size // math.gcd(size, lr_size)  # output pixels of the smallest exact LR/output grid
+    unit = 1
+    for unit_out in (step * 4 // math.gcd(step, 4), step):
+        if 8 * unit_out <= tile:
+            unit = unit_out * lr_size // size
+            break
+    overlap_lr = max(2 * unit, int(min(overlap, tile // 4) / ratio) // unit * unit)
+    tile_lr = max(4 * overlap_lr, int(tile / ratio) // unit * unit)
+
+    def out(a: int) -> int:
+        return (2 * a * size + lr_size) // (2 * lr_size)  # round(a * ratio), exact in integers
+
+    return [(a0, a1, out(a0), out(a1)) for a0, a1 in _spans(lr_size, tile_lr, overlap_lr, unit)]
 
 
 class Method(ABC):
     """An upsampling method. Subclasses implement `predict` on depth normalised to 0..1."""
 
     name: str = "method"
-    scales: tuple[int, ...] | None = None  # scales it was trained for; None: any
+    scales: tuple[float, ...] | None = None  # ratios it was trained for; None: any
     tile: int = 1024  # output tile side (pixels) beyond which the output is tiled
-    overlap: int = 128  # tile overlap (pixels); its outer quarters are left to the neighbouring tile
+    overlap: int = 128  # tile overlap (output pixels, at most a quarter of a tile); its outer quarters are
+    # left to the neighbouring tile
+    device: torch.device | None = None  # where the work runs (None: where the model's weights or the inputs are)
 
     @abstractmethod
     def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         """B x 1 x h x w depth in 0..1, B x 3 x H x W rgb -> B x 1 x H x W depth in 0..1."""
 
+    def to(self, device: str | torch.device) -> Method:
+        """Run on `device` from now on (the weights of a network move there); results still come back on the
+        device of the inputs."""
+        self.device = torch.device(device)
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                value.to(self.device)
+        return self
+
+    def _work_device(self, fallback: torch.device) -> torch.device:
+        if self.device is not None:
+            return self.device
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                for param in value.parameters():
+                    return param.device
+        return fallback
+
     @torch.no_grad()
     def __call__(
         self, lr: torch.Tensor, rgb: torch.Tensor, depth_range: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> torch.Tensor:  # B x 1 x H x W
+    ) -> torch.Tensor:  # B x 1 x H x W, on lr's device
         if lr.dim() == 3:
             return self(lr[None], rgb[None], depth_range)[0]
-        scale = check_scale(lr, rgb)
+        check_ratio(lr, rgb)
+        home, device = lr.device, self._work_device(lr.device)
+        lr, rgb = lr.to(device), rgb.to(device)
+        if depth_range is not None:
+            depth_range = (depth_range[0].to(device), depth_range[1].to(device))
         lr_norm, lo, span = normalise(lr, depth_range)
-        return self._tiled(lr_norm, rgb, scale) * span + lo
+        return (self._tiled(lr_norm, rgb) * span + lo).to(home)
 
-    def _tiled(self, lr: torch.Tensor, rgb: torch.Tensor, scale: int) -> torch.Tensor:
+    def _tiled(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         height, width = rgb.shape[-2:]
         if height <= self.tile and width <= self.tile:
-            return self.predict(lr, rgb)
-        step_unit = scale * 4
-        tile = max(step_unit, self.tile // step_unit * step_unit)
-        overlap = max(step_unit, self.overlap // step_unit * step_unit)
+            return self.predict(lr, rgb).to(lr.device)
+        tile = max(MIN_TILE, self.tile)
+        rows = _axis_tiles(lr.shape[-2], height, tile, self.overlap)
+        cols = _axis_tiles(lr.shape[-1], width, tile, self.overlap)
         out = torch.zeros(rgb.shape[0], 1, height, width, dtype=lr.dtype, device=lr.device)
         weight = torch.zeros(1, 1, height, width, dtype=lr.dtype, device=lr.device)
-        for y0, y1 in _spans(height, tile, overlap, step_unit):
-            for x0, x1 in _spans(width, tile, overlap, step_unit):
-                pred = self.predict(lr[..., y0 // scale : y1 // scale, x0 // scale : x1 // scale],
-                                    rgb[..., y0:y1, x0:x1])
-                wy = _ramp(y1 - y0, overlap, y0 == 0, y1 == height, lr.device)
-                wx = _ramp(x1 - x0, overlap, x0 == 0, x1 == width, lr.device)
+        for i, (a0, a1, y0, y1) in enumerate(rows):
+            wy = _ramp(y1 - y0, rows[i - 1][3] - y0 if i else 0, y1 - rows[i + 1][2] if i + 1 < len(rows) else 0,
+                       lr.device)
+            for j, (b0, b1, x0, x1) in enumerate(cols):
+                wx = _ramp(x1 - x0, cols[j - 1][3] - x0 if j else 0,
+                           x1 - cols[j + 1][2] if j + 1 < len(cols) else 0, lr.device)
+                pred = self.predict(lr[..., a0:a1, b0:b1], rgb[..., y0:y1, x0:x1]).to(lr.device)
                 w = (wy[:, None] * wx[None]).to(lr.dtype)
                 out[..., y0:y1, x0:x1] += pred * w
                 weight[..., y0:y1, x0:x1] += w
         return out / weight
-
-
-def _spans(size: int, tile: int, overlap: int, unit: int) -> list[tuple[int, int]]:
-    """Tiles [start, end) covering 0..size, starts on multiples of `unit`; the last one ends at `size`
-    (and so may be up to `unit` pixels longer than `tile`)."""
-    if size <= tile:
-        return [(0, size)]
-    starts = list(range(0, size - tile, tile - overlap))
-    last = (size - tile) // unit * unit
-    if last > starts[-1]:
-        starts.append(last)
-    return [(s, min(s + tile, size)) for s in starts[:-1]] + [(starts[-1], size)]
-
-
-def check_scale(lr: torch.Tensor, rgb: torch.Tensor) -> int:
-    """The integer scale between LR depth and RGB; one clear error when there is none."""
-    (h, w), (big_h, big_w) = lr.shape[-2:], rgb.shape[-2:]
-    if h == 0 or w == 0 or big_h % h or big_w % w or big_h // h != big_w // w:
-        raise DepthSRError(
-            f"depth is {h} x {w} and rgb is {big_h} x {big_w}: not an integer scale (rgb must be s*h x s*w)"
-        )
-    return big_h // h

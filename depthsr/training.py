@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import random
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import yaml
-from pytorch_lightning.cli import SaveConfigCallback
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+
+from depthsr.checkpoint import read_torch_file
+from depthsr.errors import DepthSRError
 
 
 class RNGState(pl.Callback):
@@ -32,6 +37,30 @@ class RNGState(pl.Callback):
             torch.set_rng_state(state["torch"])
 
 
+def resume_at_next_epoch(checkpoint: dict, step_bounded: bool) -> None:
+    """Make a checkpoint saved at the end of an epoch (where ModelCheckpoint saves) resume at the start of the
+    next epoch, bounded by epochs or by steps alike.
+
+    Lightning (2.x) resumes a run bounded by ``max_steps`` as a restart inside the saved epoch: it re-enters the
+    finished epoch, fetches a batch and draws the data order once more, and runs one empty iteration that
+    shifts the logged step by one, so the resumed run drifts from the uninterrupted one. Marking the saved
+    epoch completed and the next one unstarted is what an epoch-bounded resume does itself; under
+    ``max_steps`` the empty iteration's step is taken back."""
+    loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    epochs, batches = loop.get("epoch_progress"), loop.get("epoch_loop.batch_progress")
+    if not epochs or not batches:
+        return
+    now = epochs["current"]
+    if not (batches["is_last_batch"] and now["ready"] == now["started"] == now["processed"] == now["completed"] + 1):
+        return  # saved inside an epoch: Lightning's own restart logic applies
+    for part in ("current", "total"):
+        epochs[part]["completed"] = epochs[part]["processed"]
+    batches["current"] = dict.fromkeys(batches["current"], 0)
+    batches["is_last_batch"] = False
+    if step_bounded:
+        loop["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+
 class LogConfig(SaveConfigCallback):
     """Saves the resolved CLI config beside the run and puts all of it in the logger's run config (W&B)."""
 
@@ -39,3 +68,32 @@ class LogConfig(SaveConfigCallback):
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
         for logger in trainer.loggers:
             logger.log_hyperparams(config)
+
+
+class DepthSRCLI(LightningCLI):
+    """LightningCLI reading `--ckpt_path` as depthsr reads every file: tensors and plain types only. A local file
+    that needs full unpickling is refused in one line before Lightning opens it, and the trainer loads with
+    weights_only=True whatever the installed torch's default (and for remote paths, where Lightning's is False)."""
+
+    def parse_arguments(self, parser, args) -> None:
+        with warnings.catch_warnings():  # the depthsr command passes its own argv on purpose: no warning for it
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if "weights_only" in config:  # Lightning >= 2.6
+            if config["weights_only"] is False:
+                raise DepthSRError("--weights_only false: depthsr loads checkpoints with tensors and plain types "
+                                   "only (full unpickling can run code from the file)")
+            config["weights_only"] = True
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and Path(ckpt_path).is_file():
+            read_torch_file(ckpt_path)
+
+    def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        check = getattr(self.datamodule, "check", None)
+        if check is not None and self.subcommand:
+            check(self.subcommand)  # the data first: one line, before the Trainer starts
+        return super().instantiate_trainer(**kwargs)

@@ -23,26 +23,45 @@ from depthsr.data.synthetic import SyntheticDataset
 from depthsr.errors import DepthSRError
 
 
-class RandomCrops(Dataset):
-    """Random `crop` x `crop` windows with random flips; each base item is visited `repeats` times per epoch.
-    With `cache`, base items are read once per process and kept in memory (small training sets)."""
+class Cached(Dataset):
+    """`base` with each item read once per process and kept in memory (small training sets)."""
 
-    def __init__(self, base: Dataset, crop: int, repeats: int = 1, cache: bool = False) -> None:
+    def __init__(self, base: Dataset) -> None:
+        self.base, self.items = base, {}
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Sample:
+        if index not in self.items:
+            self.items[index] = self.base[index]
+        return self.items[index]
+
+
+class Repeated(Dataset):
+    """`base` listed `times` times (weights a small set against the others; a cache under it is shared)."""
+
+    def __init__(self, base: Dataset, times: int) -> None:
+        self.base, self.times = base, times
+
+    def __len__(self) -> int:
+        return len(self.base) * self.times
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.base[index % len(self.base)]
+
+
+class RandomCrops(Dataset):
+    """Random `crop` x `crop` windows with random flips; each base item is visited `repeats` times per epoch."""
+
+    def __init__(self, base: Dataset, crop: int, repeats: int = 1) -> None:
         self.base, self.crop, self.repeats = base, crop, repeats
-        self.cache: dict[int, Sample] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.base) * self.repeats
 
-    def _item(self, index: int) -> Sample:
-        if self.cache is None:
-            return self.base[index]
-        if index not in self.cache:
-            self.cache[index] = self.base[index]
-        return self.cache[index]
-
     def __getitem__(self, index: int) -> Sample:
-        s = self._item(index % len(self.base))
+        s = self.base[index % len(self.base)]
         h, w = s["depth"].shape[-2:]
         if h < self.crop or w < self.crop:
             raise DepthSRError(f"{s.get('name')}: {h} x {w} is smaller than the training crop {self.crop}")
@@ -186,27 +205,53 @@ class DSRDataModule(pl.LightningDataModule):
         if mat_path is None and not synthetic and not train_folders:
             raise DepthSRError("no training data: give --data.mat_path, --data.synthetic N or --data.train_folders")
 
+    def check(self, stage: str) -> None:
+        """The data problems a user can cause, found before the Trainer starts (`depthsr fit|validate|test`
+        call it first): a missing or unreadable NYU file, no test set, a validation slice that would take more
+        than half of the training pairs, fewer training crops per epoch than one batch."""
+        hp = self.hparams
+        if hp.mat_path is not None:
+            nyu_split(hp.mat_path, hp.num_train)
+            if stage == "fit" and hp.val_count > hp.num_train // 2:
+                n_val = min(hp.val_count, hp.num_train - 1)
+                raise DepthSRError(f"--data.val_count {hp.val_count} would validate on {n_val} of the {hp.num_train} "
+                                   f"training pairs: give --data.val_count {hp.num_train // 2} or less")
+        elif stage == "test":
+            raise DepthSRError("no test set: give --data.mat_path (the NYU file's last pairs are the test set)")
+        if stage != "fit":
+            return
+        sizes = [hp.num_train - min(hp.val_count, hp.num_train - 1) if hp.mat_path is not None else 0, hp.synthetic,
+                 hp.packaged_repeats, *(len(_train_folder(p)) * hp.folder_repeats for p in hp.train_folders or [])]
+        crops = sum(sizes) * hp.repeats
+        if crops < hp.batch_size:
+            raise DepthSRError(f"only {crops} training crops per epoch, fewer than the batch size {hp.batch_size}: "
+                               "raise --data.repeats or lower --data.batch_size")
+
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         train: list[Dataset] = []
+
+        def cache(ds: Dataset) -> Dataset:
+            return Cached(ds) if hp.cache else ds
+
         self.val_sets: list[tuple[str, Dataset, int]] = []  # (name, dataset, border crop)
         self.test_sets: list[tuple[str, Dataset, int]] = []
         if hp.mat_path is not None:
             train_idx, test_idx = nyu_split(hp.mat_path, hp.num_train)
             n_val = min(hp.val_count, len(train_idx) - 1)
-            train.append(NYUv2Dataset(hp.mat_path, train_idx[: len(train_idx) - n_val]))
+            train.append(cache(NYUv2Dataset(hp.mat_path, train_idx[: len(train_idx) - n_val])))
             if n_val > 0:
                 self.val_sets.append(("nyu_val", NYUv2Dataset(hp.mat_path, train_idx[len(train_idx) - n_val :]),
                                       NYU_BORDER))
             self.test_sets.append(("nyu_test", NYUv2Dataset(hp.mat_path, test_idx), NYU_BORDER))
         if hp.synthetic:
-            train.append(SyntheticDataset(hp.synthetic, (hp.crop, hp.crop), seed=0))
+            train.append(cache(SyntheticDataset(hp.synthetic, (hp.crop, hp.crop), seed=0)))
             if not self.val_sets:
                 self.val_sets.append(("synthetic_val", SyntheticDataset(8, (256, 256), seed=10_000_000), 0))
-        train += [_train_folder(p) for p in hp.train_folders or [] for _ in range(hp.folder_repeats)]
+        train += [Repeated(cache(_train_folder(p)), hp.folder_repeats) for p in hp.train_folders or []]
         if hp.packaged_repeats:
             train.append(PackagedPairs(hp.packaged_repeats))
-        self.train_set = RandomCrops(ConcatDataset(train), hp.crop, hp.repeats, hp.cache)
+        self.train_set = RandomCrops(ConcatDataset(train), hp.crop, hp.repeats)
 
     def _eval_loaders(self, sets: list[tuple[str, Dataset, int]]) -> list[DataLoader]:
         loaders = []

@@ -13,6 +13,7 @@ import torch
 from depthsr.errors import DepthSRError
 
 DEPTH_SUFFIXES = (".png", ".npy", ".pfm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")  # RGB images read, and previews written
 
 
 def read_rgb(path: str | Path) -> torch.Tensor:  # 3 x H x W, float 0..1
@@ -83,16 +84,46 @@ def read_depth(path: str | Path, depth_scale: float | None = None) -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None]
 
 
+def _file_mode() -> int:
+    """The mode a newly created file gets under the process's umask (0o644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def check_writable(path: str | Path, what: str = "output") -> None:
+    """One clear error, before any work, when `path` cannot be written: a folder in its place, a file where a
+    folder of its path should be, or a folder without write permission."""
+    path = Path(path)
+    if path.is_dir():
+        raise DepthSRError(f"{path}: is a folder, not a file {what}")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DepthSRError(f"{path}: cannot write the {what}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DepthSRError(f"{path}: cannot write the {what}: no write permission in {parent}")
+
+
 def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    """Write through a temporary file in the same folder, then rename: never a half-written file (an interrupt
+    or a failed write leaves the old file, or none). The file gets the usual mode under the umask."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise DepthSRError(f"{path}: cannot write ({err.strerror or err})") from None
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise DepthSRError(f"{path}: cannot write ({err.strerror or err})") from None
         raise
 
 
@@ -134,4 +165,6 @@ def _imwrite(path: str, img: np.ndarray) -> None:
 def write_image(path: str | Path, rgb: np.ndarray) -> None:
     """Write an H x W x 3 uint8 RGB image atomically (format by extension)."""
     path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise DepthSRError(f"{path}: unknown image format; use one of {', '.join(IMAGE_SUFFIXES)}")
     atomic_write(path, lambda tmp: _imwrite(tmp, np.ascontiguousarray(rgb[:, :, ::-1])))

@@ -20,6 +20,11 @@ NUM_TRAIN = 1000
 NYU_BORDER = 6  # pixels left out of the metric (the NYU protocol's border crop)
 
 
+def _damaged(err: OSError) -> str:
+    reason = str(err).split("(")[-1].rstrip(")") if "(" in str(err) else str(err)
+    return f"cannot be read: truncated or damaged ({reason.strip()})"
+
+
 def check_nyu_file(path: str | Path) -> int:
     """Validate the file's layout and return its number of pairs; one clear error otherwise."""
     path = Path(path)
@@ -27,7 +32,11 @@ def check_nyu_file(path: str | Path) -> int:
         raise DepthSRError(f"{path}: no such file (put nyu_depth_v2_labeled.mat there; see datasets/README.md)")
     if not h5py.is_hdf5(path):
         raise DepthSRError(f"{path}: not an HDF5 / MATLAB v7.3 file")
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise DepthSRError(f"{path}: {_damaged(err)}") from None
+    with f:
         for key in ("images", "depths"):
             if key not in f:
                 raise DepthSRError(f"{path}: missing HDF5 key '{key}' (has: {', '.join(sorted(f.keys()))})")
@@ -70,8 +79,11 @@ class NYUv2Dataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         i = self.indices[index]
         f = self._h5()
-        rgb = np.asarray(f["images"][i]).transpose(0, 2, 1).astype(np.float32) / 255.0  # 3 x H x W
-        depth = np.asarray(f["depths"][i]).T.astype(np.float32)[None]  # 1 x H x W
+        try:
+            rgb = np.asarray(f["images"][i]).transpose(0, 2, 1).astype(np.float32) / 255.0  # 3 x H x W
+            depth = np.asarray(f["depths"][i]).T.astype(np.float32)[None]  # 1 x H x W
+        except OSError as err:
+            raise DepthSRError(f"{self.mat_path}: pair {i} {_damaged(err)}") from None
         depth_t = torch.from_numpy(np.ascontiguousarray(depth))
         return {"rgb": torch.from_numpy(np.ascontiguousarray(rgb)), "depth": depth_t, "valid": valid_mask(depth_t),
                 "units": "m", "name": f"nyu_{i:04d}"}
