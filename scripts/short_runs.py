@@ -46,9 +46,12 @@ def main() -> None:
         out = Path(args.root) / name
         cmd = [str(Path(sys.executable).parent / "depthsr"), "fit", "--config", "configs/short_run.yaml",
                "--trainer.max_steps", str(args.steps), "--trainer.default_root_dir", str(out), *VARIANTS[name]]
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        seconds = time.perf_counter() - start
+        timing = out / "train_seconds.txt"
+        if not timing.is_file():  # a variant already trained in this root is evaluated, not retrained
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            timing.write_text(f"{time.perf_counter() - start:.1f}\n")
+        seconds = float(timing.read_text())
         ckpt = sorted(out.glob("**/*.ckpt"), key=lambda p: p.stat().st_mtime)[-1]
         model, _ = load_network(ckpt)
         methods.append((name, NetworkMethod(model, name), sum(p.numel() for p in model.parameters()), seconds))
