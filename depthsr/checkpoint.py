@@ -46,8 +46,9 @@ _CORE = ("format", "architecture", "kwargs", "scales", "units", "depthsr_version
 class NetworkMethod(Method):
     """A trained network under the method interface."""
 
-    def __init__(self, model: nn.Module, name: str = "network", scales: tuple[float, ...] | None = None) -> None:
-        self.model, self.name, self.scales = model.eval(), name, scales
+    def __init__(self, model: nn.Module, name: str = "network", scales: tuple[float, ...] | None = None,
+                 ratio_range: tuple[float, float] | None = None) -> None:
+        self.model, self.name, self.scales, self.ratio_range = model.eval(), name, scales, ratio_range
 
     def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         param = next(self.model.parameters())
@@ -225,6 +226,7 @@ def _from_torch(path: Path) -> ModelFile:
         state = {k[len("model."):]: v for k, v in (ckpt.get("state_dict") or {}).items() if k.startswith("model.")}
         data = dict(ckpt.get("datamodule_hyper_parameters") or {})
         info = {"recipe": {"model": _plain(hp), "data": _plain(data)}, "training_data": {"datamodule": _plain(data)},
+                **({"ratio_range": _plain(data.get("ratio_range"))} if data.get("random_ratios") else {}),
                 "source": {"file": path.name, "sha256": file_sha256(path), "kind": "lightning checkpoint",
                            "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}}
         return ModelFile(hp.get("model", "paka"), kwargs, state, as_scales(data.get("scales")),
@@ -336,11 +338,17 @@ def resolve_method(spec: str) -> Method:
         if not DEFAULT_CHECKPOINT.is_file():
             raise DepthSRError(f"{DEFAULT_CHECKPOINT}: the shipped default model is missing; reinstall depthsr "
                                "or pass a model file")
-        model, scales = load_network(DEFAULT_CHECKPOINT, read_sha256_record(DEFAULT_CHECKPOINT))
-        return NetworkMethod(model, "default", scales)
+        return network_method(DEFAULT_CHECKPOINT, "default", read_sha256_record(DEFAULT_CHECKPOINT))
     path = Path(spec)
     if not path.exists():
         raise DepthSRError(f"unknown method {spec!r}: not one of {', '.join([*BASELINES, 'default'])} "
                            "and no such checkpoint file")
-    model, scales = load_network(path)
-    return NetworkMethod(model, path.stem, scales)
+    return network_method(path, path.stem)
+
+
+def network_method(path: Path, name: str, sha256: str | None = None) -> NetworkMethod:
+    """The network of a model file under the method interface, with the ratios it was trained for."""
+    source = read_model_file(path, sha256)
+    ratio_range = source.info.get("ratio_range")
+    return NetworkMethod(build_network(path, source), name, source.scales,
+                         tuple(ratio_range) if ratio_range else None)

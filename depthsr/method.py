@@ -166,10 +166,18 @@ class Method(ABC):
 
     name: str = "method"
     scales: tuple[float, ...] | None = None  # ratios it was trained for; None: any
+    ratio_range: tuple[float, float] | None = None  # a range of ratios it was trained on (random ratios)
     tile: int = 1024  # output tile side (pixels) beyond which the output is tiled
     overlap: int = 128  # tile overlap (output pixels, at most a quarter of a tile); its outer quarters are
     # left to the neighbouring tile
     device: torch.device | None = None  # where the work runs (None: where the model's weights or the inputs are)
+
+    def trained_for(self, ratio: float) -> bool:
+        """Whether `ratio` is one the method was trained for (a listed scale within 1 %, or inside its range)."""
+        if self.scales is None:
+            return True
+        lo, hi = self.ratio_range or (0.0, 0.0)
+        return lo <= ratio <= hi or any(abs(ratio / s - 1) < 0.01 for s in self.scales)
 
     @abstractmethod
     def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:

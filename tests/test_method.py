@@ -197,3 +197,14 @@ def test_shipped_format_round_trip(tmp_path):
     (tmp_path / "bad.pt").write_text("nope")
     with pytest.raises(DepthSRError, match="not a readable checkpoint"):
         load_network(tmp_path / "bad.pt")
+
+
+def test_trained_for_listed_scales_and_a_trained_range():
+    from depthsr.baselines import Bicubic
+
+    method = Bicubic()
+    assert method.trained_for(7.5)  # no scales: any ratio
+    method.scales, method.ratio_range = (4, 8, 16), None
+    assert method.trained_for(4) and method.trained_for(8.05) and not method.trained_for(7.5)
+    method.ratio_range = (2.0, 16.0)
+    assert method.trained_for(7.5) and method.trained_for(2.0) and not method.trained_for(32)

@@ -231,9 +231,12 @@ def run(args: argparse.Namespace) -> int:
     methods = [resolve_method(m).to(device) for m in names]
     out = Path(args.out)
     for method, name in zip(methods, names):
-        untrained = [s for s in scales if method.scales is not None and s not in method.scales]
+        untrained = [s for s in scales if not method.trained_for(s)]
         if untrained:
-            notes.append(f"{name} was trained for x{'/x'.join(f'{s:g}' for s in method.scales)}; its "
+            trained = "/".join(f"x{s:g}" for s in method.scales or ())
+            if method.ratio_range:
+                trained += " and ratios {:g}-{:g}".format(*method.ratio_range)
+            notes.append(f"{name} was trained for {trained}; its "
                          f"{', '.join('x' + label(s) for s in untrained)} numbers are for ratios it was not "
                          "trained for")
     plan = [(spec, [(s, spec.open(s)) for s in _cells(spec, scales, args.protocol, notes)]) for spec in specs]

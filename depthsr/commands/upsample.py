@@ -127,7 +127,7 @@ def upsample_pair(method: Method, rgb_path: Path, depth_path: Path, out: Path, s
 
 
 def _trained_for(method: Method, ratio: tuple[float, float]) -> bool:
-    return method.scales is None or any(abs(r / s - 1) < 0.01 for s in method.scales for r in ratio)
+    return any(method.trained_for(r) for r in ratio)
 
 
 def _report(info: dict, method: Method) -> str:
