@@ -25,7 +25,8 @@ from depthsr.evaluate import evaluate
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-TINY = ["--model.model_kwargs", '{"width": 16, "blocks": 1}', "--data.crop", "64", "--data.batch_size", "4",
+TINY = ["--model.preset", "small", "--model.model_kwargs", '{"width": 16, "blocks": 1}', "--data.crop", "64",
+        "--data.batch_size", "4",
         "--data.num_workers", "0", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
 
