@@ -26,14 +26,19 @@ class DSRModule(pl.LightningModule):
         loss: 'l1' or 'l2', on depth normalised by the LR input's range, valid pixels only.
         norm: 'lr' (per-image LR min-max, what a user has) or 'gt' (ground truth's, as published tables do).
         log_images: how many validation images to log as panels per epoch.
+        init_weights: a model file (.safetensors, .pt or .ckpt) whose weights the network starts from.
     """
 
     def __init__(self, model: str = "paka", preset: str = "small", model_kwargs: dict | None = None, lr: float = 2e-4,
                  weight_decay: float = 1e-4, scheduler: str = "cosine", step_size: int = 30, loss: str = "l1",
-                 norm: str = "lr", log_images: int = 2) -> None:
+                 norm: str = "lr", log_images: int = 2, init_weights: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model, preset, **(model_kwargs or {}))
+        if init_weights is not None:  # fine-tuning: start from a model file's weights (read without unpickling)
+            from depthsr.checkpoint import read_model_file
+
+            self.model.load_state_dict(read_model_file(init_weights).state)
         self.val_metrics = torch.nn.ModuleList()
         self.test_metrics = torch.nn.ModuleList()
         self._report_units: dict[int, str] = {}
