@@ -18,7 +18,7 @@ class DSRModule(pl.LightningModule):
     Args:
         model: 'paka', 'pac' or 'plain'.
         preset: network size, 'small' (the CPU default) or 'base' (GPU-sized, for NYU).
-        model_kwargs: passed to the network, overriding the preset (width, blocks, dilations, refine).
+        model_kwargs: passed to the network, overriding the preset (width, blocks, dilations).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         scheduler: 'cosine' (per step, to 1% of lr at the end of training) or 'step' (x0.5 every step_size epochs).

@@ -24,7 +24,6 @@ VARIANTS = {
     "paka": [],
     "plain": ["--model.model", "plain"],
     "pac": ["--model.model", "pac"],
-    "paka-norefine": ["--model.model_kwargs", '{"refine": [1, 0]}'],
     "paka-notof": ["--data.tof_share", "0"],
 }
 

@@ -54,7 +54,7 @@ def tof(tmp_path, shared):
 def network(tmp_path_factory) -> Path:
     """A freshly initialised network (weights perturbed so it is not bicubic) as a model file."""
     torch.manual_seed(0)
-    net = build_model("paka", width=8, blocks=1, refine=(1, 1))
+    net = build_model("paka", width=8, blocks=1)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
     path = tmp_path_factory.mktemp("net") / "fresh.safetensors"
