@@ -202,8 +202,8 @@ def _folder_mode(args: argparse.Namespace, method: Method, pairs: list[tuple[Pat
     return 1 if failures else 0
 
 
+@torch.no_grad()
 def run(args: argparse.Namespace) -> int:
-    torch.set_grad_enabled(False)
     start = time.perf_counter()
     _check_args(args)
     rgb, depth, out = Path(args.rgb), Path(args.depth), Path(args.out)
