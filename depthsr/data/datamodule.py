@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
-from depthsr.data.degrade import degrade, downsample
+from depthsr.data.degrade import degrade, downsample, ratio_name
 from depthsr.data.folder import FolderDataset
 from depthsr.data.nyu import NYU_BORDER, NYUv2Dataset, nyu_split
 from depthsr.data.packaged import PackagedPairs
@@ -269,7 +269,7 @@ class DSRDataModule(pl.LightningDataModule):
 
     def eval_names(self, stage: str) -> list[str]:
         sets = self.val_sets if stage == "val" else self.test_sets
-        return [f"{name}_x{scale}" for name, _, _ in sets for scale in self.scales]
+        return [f"{name}_{ratio_name(scale)}" for name, _, _ in sets for scale in self.scales]
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
