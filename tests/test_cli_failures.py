@@ -281,7 +281,7 @@ def test_ctrl_c_exits_130_in_one_line_and_leaves_no_partial_file(tmp_path):
     lr = cv2.resize(depth, (128, 96), interpolation=cv2.INTER_AREA)
     for folder in ("rgbs", "depths"):
         (tmp_path / folder).mkdir()
-    for i in range(12):
+    for i in range(40):
         cv2.imwrite(str(tmp_path / "rgbs" / f"{i}.png"), rgb)
         cv2.imwrite(str(tmp_path / "depths" / f"{i}.png"), lr)
     before = snapshot(tmp_path)
