@@ -302,7 +302,7 @@ def test_ctrl_c_exits_130_in_one_line_and_leaves_no_partial_file(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and lines[-1] == "depthsr: interrupted (no file was left half-written)"
     written = {k: v for k, v in snapshot(tmp_path).items() if k not in before}
-    assert set(written) <= {"out", *(f"out/{i}.png" for i in range(12))}, written  # no temporary file
+    assert set(written) <= {"out", *(f"out/{i}.png" for i in range(40))}, written  # no temporary file
     for name in written:
         if name != "out":
             assert cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED).shape == (384, 512)  # complete
