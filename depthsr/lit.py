@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from depthsr.checkpoint import read_model_file
 from depthsr.data.sample import units, valid_range
 from depthsr.method import normalise
 from depthsr.metrics import DepthMetrics
@@ -36,8 +37,6 @@ class DSRModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model = build_model(model, preset, **(model_kwargs or {}))
         if init_weights is not None:  # fine-tuning: start from a model file's weights (read without unpickling)
-            from depthsr.checkpoint import read_model_file
-
             self.model.load_state_dict(read_model_file(init_weights).state)
         self.val_metrics = torch.nn.ModuleList()
         self.test_metrics = torch.nn.ModuleList()

@@ -13,7 +13,7 @@ import torch
 from depthsr.baselines import Bicubic
 from depthsr.checkpoint import load_network
 from depthsr.data.packaged import motorcycle
-from depthsr.data.synthetic import SyntheticDataset
+from depthsr.data.synthetic import held_out_scenes
 from depthsr.evaluate import evaluate
 from depthsr.method import Method
 from depthsr.ops.resize import bicubic_resize
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("model")
     args = parser.parse_args()
     model, _ = load_network(args.model)
-    data = {"motorcycle": [motorcycle()], "synthetic": SyntheticDataset(8, (256, 256), seed=10_000_000)}
+    data = {"motorcycle": [motorcycle()], "synthetic": held_out_scenes()}
     cells = [(name, protocol, scale) for name in data for protocol in ("bicubic", "tof") for scale in (4, 8, 16)]
     print("| method | " + " | ".join(f"{n} {p} x{s}" for n, p, s in cells) + " |")
     print("|---|" + "---|" * len(cells))

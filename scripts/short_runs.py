@@ -17,7 +17,7 @@ import torch
 from depthsr.baselines import Bicubic
 from depthsr.checkpoint import NetworkMethod, load_network
 from depthsr.data.packaged import motorcycle
-from depthsr.data.synthetic import SyntheticDataset
+from depthsr.data.synthetic import held_out_scenes
 from depthsr.evaluate import evaluate
 
 VARIANTS = {
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--root", default="runs/short")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    real, synthetic = [motorcycle()], SyntheticDataset(8, (256, 256), seed=10_000_000)
+    real, synthetic = [motorcycle()], held_out_scenes()
     cells = [(data_name, data, scale, protocol) for data_name, data in (("motorcycle", real), ("synthetic", synthetic))
              for protocol in ("bicubic", "tof") for scale in (4, 8, 16)]
     header = "| variant | params | train s | " + " | ".join(f"{d} {p} x{s}" for d, _, s, p in cells) + " |"

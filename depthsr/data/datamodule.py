@@ -14,12 +14,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
-from depthsr.data.degrade import degrade, downsample, ratio_name
+from depthsr.data.degrade import degrade, downsample, is_integer_ratio, ratio_name
 from depthsr.data.folder import FolderDataset
 from depthsr.data.nyu import NYU_BORDER, NYUv2Dataset, nyu_split
 from depthsr.data.packaged import PackagedPairs
 from depthsr.data.sample import Sample
-from depthsr.data.synthetic import SyntheticDataset
+from depthsr.data.synthetic import SyntheticDataset, held_out_scenes
 from depthsr.errors import DepthSRError
 
 
@@ -198,7 +198,7 @@ class DSRDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.scales = list(scales or [4])
-        if any(s <= 1 or crop % s for s in self.scales if float(s).is_integer()):
+        if any(s <= 1 or crop % s for s in self.scales if is_integer_ratio(s)):
             raise DepthSRError(f"crop {crop} must be a multiple of every integer scale {self.scales}")
         if any(s <= 1 for s in [*self.scales, *ratio_range]):
             raise DepthSRError(f"scales and ratio_range must be above 1, got {self.scales} and {list(ratio_range)}")
@@ -247,7 +247,7 @@ class DSRDataModule(pl.LightningDataModule):
         if hp.synthetic:
             train.append(cache(SyntheticDataset(hp.synthetic, (hp.crop, hp.crop), seed=0)))
             if not self.val_sets:
-                self.val_sets.append(("synthetic_val", SyntheticDataset(8, (256, 256), seed=10_000_000), 0))
+                self.val_sets.append(("synthetic_val", held_out_scenes(), 0))
         train += [Repeated(cache(_train_folder(p)), hp.folder_repeats) for p in hp.train_folders or []]
         if hp.packaged_repeats:
             train.append(PackagedPairs(hp.packaged_repeats))

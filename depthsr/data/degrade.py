@@ -150,7 +150,7 @@ def degrade(
         lr = sample["lr"]
         h, w = lr.shape[-2:]
         gt_h, gt_w = sample["depth"].shape[-2:]
-        out = crop_to_multiple(sample, scale) if (h * scale, w * scale) != (gt_h, gt_w) else dict(sample)
+        out = crop_to_multiple(sample, scale)
         out_h, out_w = out["depth"].shape[-2:]
         if is_integer_ratio(scale) and (out_h, out_w) != (h * scale, w * scale):
             raise DepthSRError(f"{name}: lr_{ratio_name(scale)} is {h} x {w} but the ground truth is {gt_h} x {gt_w} "

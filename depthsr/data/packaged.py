@@ -13,14 +13,21 @@ from depthsr.data.sample import Sample
 from depthsr.errors import DepthSRError
 
 
-def motorcycle() -> Sample:
-    """Middlebury 2014 Motorcycle (500 x 741): RGB and disparity in pixels; unknown disparity is invalid and
-    filled from its neighbours (so degradations stay finite), and the metric and loss skip it."""
+def bundled_data_dir() -> Path | None:
+    """scikit-image's folder of bundled images (None when scikit-image is not installed)."""
     try:
         import skimage
     except ImportError:
-        raise DepthSRError("the packaged Motorcycle pair needs scikit-image (pip install scikit-image)") from None
-    root = Path(skimage.__file__).parent / "data"
+        return None
+    return Path(skimage.__file__).parent / "data"
+
+
+def motorcycle() -> Sample:
+    """Middlebury 2014 Motorcycle (500 x 741): RGB and disparity in pixels; unknown disparity is invalid and
+    filled from its neighbours (so degradations stay finite), and the metric and loss skip it."""
+    root = bundled_data_dir()
+    if root is None:
+        raise DepthSRError("the packaged Motorcycle pair needs scikit-image (pip install scikit-image)")
     bgr = cv2.imread(str(root / "motorcycle_left.png"), cv2.IMREAD_COLOR)
     disparity = np.load(root / "motorcycle_disp.npz", allow_pickle=False)["arr_0"].astype(np.float32)
     valid = np.isfinite(disparity) & (disparity > 0)

@@ -9,13 +9,13 @@ textures are procedural only.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from depthsr.data.packaged import bundled_data_dir
 from depthsr.data.sample import Sample, valid_mask
 
 PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "color.png",
@@ -26,11 +26,9 @@ PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png
 @lru_cache(maxsize=1)
 def photo_bank() -> tuple[np.ndarray, ...]:  # each h x w x 3 float32 in 0..1
     """The photographs bundled with scikit-image (empty when it is not installed)."""
-    try:
-        import skimage
-    except ImportError:
+    root = bundled_data_dir()
+    if root is None:
         return ()
-    root = Path(skimage.__file__).parent / "data"
     photos = []
     for name in PHOTOS:
         image = cv2.imread(str(root / name), cv2.IMREAD_COLOR)
@@ -153,3 +151,11 @@ class SyntheticDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         return synthetic_scene(self.seed + index, self.size)
+
+
+HELD_OUT_SEED = 10_000_000  # far beyond any training seed: held-out scenes never overlap the training ones
+
+
+def held_out_scenes(count: int = 8, size: tuple[int, int] = (256, 256)) -> SyntheticDataset:
+    """The procedural scenes for validation and held-out measurements (never trained on)."""
+    return SyntheticDataset(count, size, seed=HELD_OUT_SEED)
