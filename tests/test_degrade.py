@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from depthsr.data.datamodule import DegradeCollate
-from depthsr.data.degrade import TofParams, degrade, downsample, lr_size, ratio_name, tof_downsample
+from depthsr.data.degrade import (TofParams, degrade, downsample, lr_size, misregister, ratio_name, shift_image,
+                                   tof_downsample)
 from depthsr.data.packaged import motorcycle
 from depthsr.data.synthetic import photo_bank, synthetic_scene
 
@@ -85,6 +86,35 @@ def test_tof_shift_moves_the_depth_against_the_rgb():
     assert any(not torch.equal(lr, aligned) for lr in lrs)
     assert all(torch.equal(lrs[0], tof_downsample(depth, (16, 16), params, generator=torch.Generator().manual_seed(0)))
                for _ in range(2))  # seeded: reproducible
+
+
+def test_misregister_moves_the_rgb_by_whole_and_fractional_pixels():
+    rgb = torch.rand(2, 3, 12, 16, dtype=torch.float64)
+    one = shift_image(rgb, torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([0.0, -1.0], dtype=torch.float64),
+                      mode="bilinear")
+    torch.testing.assert_close(one[0, :, :, 1:], rgb[0, :, :, :-1])  # right by one pixel, left column repeated
+    torch.testing.assert_close(one[0, :, :, 0], rgb[0, :, :, 0])
+    torch.testing.assert_close(one[1, :, :-1], rgb[1, :, 1:])  # up by one pixel
+    half = shift_image(rgb, torch.tensor([0.5, 0.5], dtype=torch.float64), torch.zeros(2, dtype=torch.float64),
+                       mode="bilinear")
+    torch.testing.assert_close(half[..., 1:], (rgb[..., 1:] + rgb[..., :-1]) / 2)
+    moved = misregister(rgb, 2.0, torch.Generator().manual_seed(0))
+    again = misregister(rgb, 2.0, torch.Generator().manual_seed(0))
+    assert torch.equal(moved, again) and not torch.equal(moved, rgb)
+    torch.testing.assert_close(misregister(rgb, 0.0), rgb)
+
+
+def test_training_collate_misregisters_the_rgb_only():
+    items = [{"rgb": torch.rand(3, 32, 32), "depth": 1 + torch.rand(1, 32, 32), "valid": torch.ones(1, 32, 32,
+                                                                                                  dtype=torch.bool),
+              "units": "m"} for _ in range(2)]
+    random.seed(0)
+    batch = DegradeCollate([4], "bicubic", 0.0, misregistered=1.0, max_shift=2.0)(items)
+    assert not torch.equal(batch["rgb"], torch.stack([it["rgb"] for it in items]))
+    assert torch.equal(batch["depth"], torch.stack([it["depth"] for it in items]))  # depth and lr untouched
+    torch.testing.assert_close(batch["lr"], downsample(batch["depth"], 4, "bicubic"), rtol=0, atol=0)
+    batch = DegradeCollate([4], "bicubic", 0.0, misregistered=0.0)(items)
+    assert torch.equal(batch["rgb"], torch.stack([it["rgb"] for it in items]))
 
 
 def test_tof_protocol_on_real_tof_depth_keeps_millimetres(shared):

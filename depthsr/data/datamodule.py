@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
-from depthsr.data.degrade import degrade, downsample, is_integer_ratio, ratio_name
+from depthsr.data.degrade import degrade, downsample, is_integer_ratio, misregister, ratio_name
 from depthsr.data.folder import FolderDataset
 from depthsr.data.nyu import NYU_BORDER, NYUv2Dataset, nyu_split
 from depthsr.data.packaged import PackagedPairs
@@ -99,12 +99,15 @@ class DegradeCollate:
 
     The ratio is one of `scales`, or with probability `random_ratios` a log-uniform draw from `ratio_range`
     (any real ratio: the network serves them all). The protocol is `protocol`, or `tof` with probability
-    `tof_share` (real-sensor degradations)."""
+    `tof_share` (real-sensor degradations). With probability `misregistered` the batch's RGB is moved against
+    its depth by up to `max_shift` pixels (`degrade.misregister`)."""
 
     def __init__(self, scales: list[float], protocol: str, noise: float, random_ratios: float = 0.0,
-                 ratio_range: tuple[float, float] = (2.0, 16.0), tof_share: float = 0.0) -> None:
+                 ratio_range: tuple[float, float] = (2.0, 16.0), tof_share: float = 0.0,
+                 misregistered: float = 0.0, max_shift: float = 2.0) -> None:
         self.scales, self.protocol, self.noise = list(scales), protocol, noise
         self.random_ratios, self.ratio_range, self.tof_share = random_ratios, tuple(ratio_range), tof_share
+        self.misregistered, self.max_shift = misregistered, max_shift
 
     def _ratio(self) -> float:
         if random.random() < self.random_ratios:
@@ -120,6 +123,8 @@ class DegradeCollate:
                                        for it in items])
         else:
             batch["lr"] = downsample(batch["depth"], scale, self.protocol, self.noise)
+        if random.random() < self.misregistered:
+            batch["rgb"] = misregister(batch["rgb"], self.max_shift)
         batch["scale"] = torch.tensor(float(scale))
         return batch
 
@@ -166,6 +171,8 @@ class DSRDataModule(pl.LightningDataModule):
         random_ratios: share of training batches at a random real ratio from `ratio_range` instead.
         ratio_range: the smallest and largest random ratio (drawn log-uniformly).
         tof_share: share of training batches degraded by the `tof` protocol instead of `protocol`.
+        misregistered: share of training batches whose RGB is moved against the depth (real rigs).
+        max_shift: the largest such move, in high-resolution pixels per axis.
         protocol: 'bicubic', 'point' or 'noisy'.
         noise: noise level of the noisy protocol (fraction of each image's depth range).
         crop: training crop size (a multiple of every scale).
@@ -187,6 +194,8 @@ class DSRDataModule(pl.LightningDataModule):
         random_ratios: float = 0.0,
         ratio_range: tuple[float, float] = (2.0, 16.0),
         tof_share: float = 0.0,
+        misregistered: float = 0.0,
+        max_shift: float = 2.0,
         protocol: str = "bicubic",
         noise: float = 0.01,
         crop: int = 256,
@@ -279,7 +288,8 @@ class DSRDataModule(pl.LightningDataModule):
         return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, drop_last=True,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
                           collate_fn=DegradeCollate(self.scales, hp.protocol, hp.noise, hp.random_ratios,
-                                                    hp.ratio_range, hp.tof_share))
+                                                    hp.ratio_range, hp.tof_share, hp.misregistered,
+                                                    hp.max_shift))
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.val_sets)

@@ -69,14 +69,27 @@ def crop_to_multiple(sample: Sample, scale: float) -> Sample:
     return out  # type: ignore[return-value]
 
 
-def _shift(depth: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:  # B x 1 x H x W
-    """`depth` moved by (dx, dy) pixels per image (nearest sample: no depth is invented between surfaces)."""
-    b, _, h, w = depth.shape
-    theta = torch.zeros(b, 2, 3, dtype=depth.dtype)
+def shift_image(
+    image: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, mode: str = "nearest"  # B x C x H x W, B, B
+) -> torch.Tensor:  # B x C x H x W
+    """`image` moved by (dx, dy) pixels per image, borders repeated ('nearest' for depth: no depth is invented
+    between surfaces; 'bilinear' for colour)."""
+    b, _, h, w = image.shape
+    theta = torch.zeros(b, 2, 3, dtype=image.dtype)
     theta[:, 0, 0], theta[:, 1, 1] = 1.0, 1.0
     theta[:, 0, 2], theta[:, 1, 2] = -2 * dx / w, -2 * dy / h
-    grid = F.affine_grid(theta, list(depth.shape), align_corners=False)
-    return F.grid_sample(depth, grid, mode="nearest", padding_mode="border", align_corners=False)
+    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
+
+
+def misregister(
+    rgb: torch.Tensor, max_shift: float, generator: torch.Generator | None = None  # B x 3 x H x W
+) -> torch.Tensor:  # B x 3 x H x W
+    """`rgb` moved against its depth by up to `max_shift` pixels per axis (uniform per image): real rigs, whose
+    depth and colour never line up exactly (the ground truth is then misregistered too, unlike in ``tof``)."""
+    b = rgb.shape[0]
+    offsets = (torch.rand(2, b, generator=generator, dtype=rgb.dtype) * 2 - 1) * max_shift
+    return shift_image(rgb, offsets[0], offsets[1], mode="bilinear")
 
 
 def tof_downsample(
@@ -90,7 +103,7 @@ def tof_downsample(
     (0: no quantisation)."""
     b = depth.shape[0]
     offsets = (torch.rand(2, b, generator=generator, dtype=depth.dtype) * 2 - 1) * params.shift
-    shifted = _shift(depth, offsets[0].view(b), offsets[1].view(b))
+    shifted = shift_image(depth, offsets[0].view(b), offsets[1].view(b))
     lr = F.adaptive_avg_pool2d(shifted, size)  # each pixel integrates its footprint: mixed pixels at edges
     lr = lr * (1 + params.noise * torch.randn(lr.shape, generator=generator, dtype=lr.dtype))
     jump = F.max_pool2d(lr, 3, 1, 1) + F.max_pool2d(-lr, 3, 1, 1)  # local max - local min

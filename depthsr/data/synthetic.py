@@ -1,7 +1,8 @@
 """Procedural RGB-D scenes: a room-like background (one or two slanted planes meeting in a crease), objects at
-several depths (flat, slanted, curved bumps, thin bars and poles) occluding each other, each textured with a
-crop of a real photograph or a procedural pattern, plus decals that change the colour but not the depth
-(texture edges that are no depth edges, the trap of guided upsampling). Deterministic per seed; depth in metres.
+several depths (flat, slanted, curved bumps, folds, thin bars and poles) occluding each other, each textured with
+a crop of a real photograph or a procedural pattern, plus decals that change the colour but not the depth
+(texture edges that are no depth edges, the trap of guided upsampling), lit by a random light so that folds,
+bumps and creases shade the colour as real surfaces do (shading edges that are no depth edges either). Deterministic per seed; depth in metres.
 
 The photographs are the ones scikit-image ships inside its package (no download); without scikit-image the
 textures are procedural only.
@@ -104,15 +105,34 @@ def _shape_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x 
 
 
 def _surface(rng: np.random.Generator, h: int, w: int, base: float, curved: bool) -> np.ndarray:  # H x W
-    """A slanted plane at `base`, optionally with a smooth bump or dent (a curved surface)."""
+    """A slanted plane at `base`, optionally curved: a smooth bump or dent, or folds like a curtain's."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / max(h, w)
     gx, gy = rng.uniform(-0.4, 0.4, 2) * base
     depth = base + gx * (xx - 0.5) + gy * (yy - 0.5)
-    if curved:
+    if curved and rng.random() < 0.6:
         cx, cy, r = rng.uniform(0, w / max(h, w)), rng.uniform(0, h / max(h, w)), rng.uniform(0.1, 0.5)
         bump = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
         depth = depth + rng.uniform(-0.25, 0.25) * base * bump
+    elif curved:  # folds: smooth ridges whose shading draws strong colour edges where depth has none
+        angle, period = rng.uniform(0, np.pi), rng.uniform(0.04, 0.25)
+        phase = xx * np.cos(angle) + yy * np.sin(angle)
+        wobble = 0.3 * np.sin(2 * np.pi * phase / (period * rng.uniform(2, 5)) + rng.uniform(0, 2 * np.pi))
+        depth = depth + rng.uniform(0.01, 0.04) * base * np.sin(2 * np.pi * phase / period + wobble)
     return np.maximum(depth, 0.05 * base).astype(np.float32)
+
+
+def _lambert(rng: np.random.Generator, depth: np.ndarray) -> np.ndarray:  # H x W -> H x W in 0..1
+    """Diffuse shading of the depth map's surfaces under a random light (focal length ~ the image width):
+    curved surfaces and creases change colour smoothly or sharply while the depth stays continuous."""
+    focal = depth.shape[1] * rng.uniform(0.8, 1.2)
+    dzdy, dzdx = np.gradient(depth)
+    nx, ny = -dzdx * focal / depth, -dzdy * focal / depth
+    norm = np.sqrt(nx * nx + ny * ny + 1)
+    light = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.7, 0.7), 1.0])
+    light /= np.linalg.norm(light)
+    diffuse = np.clip((nx * light[0] + ny * light[1] + light[2]) / norm, 0, 1)
+    ambient = rng.uniform(0.2, 0.6)
+    return (ambient + (1 - ambient) * diffuse).astype(np.float32)
 
 
 def synthetic_scene(seed: int, size: tuple[int, int] = (256, 256)) -> Sample:
@@ -120,7 +140,7 @@ def synthetic_scene(seed: int, size: tuple[int, int] = (256, 256)) -> Sample:
     rng = np.random.default_rng(seed)
     h, w = size
     far = rng.uniform(2.0, 9.0)
-    depth = _surface(rng, h, w, far, curved=rng.random() < 0.3)
+    depth = _surface(rng, h, w, far, curved=rng.random() < 0.5)
     if rng.random() < 0.6:  # a second wall or the floor, meeting the first in a crease
         depth = np.minimum(depth, _surface(rng, h, w, far * rng.uniform(0.7, 1.2), curved=False))
     rgb = _texture(rng, h, w)
@@ -133,6 +153,8 @@ def synthetic_scene(seed: int, size: tuple[int, int] = (256, 256)) -> Sample:
         mask = _shape_mask(rng, h, w)
         rgb[mask] = _texture(rng, h, w)[mask]
     shade = 1.0 - rng.uniform(0.0, 0.35) * (depth - depth.min()) / max(float(np.ptp(depth)), 1e-6)
+    if rng.random() < 0.7:
+        shade = shade * _lambert(rng, depth) / rng.uniform(0.6, 0.9)
     rgb = rgb * shade[..., None] + rng.normal(0, rng.uniform(0.002, 0.02), rgb.shape)
     rgb = cv2.GaussianBlur(rgb.clip(0, 1).astype(np.float32), (0, 0), rng.uniform(0.3, 0.8))
     depth_t = torch.from_numpy(depth)[None]
