@@ -7,6 +7,7 @@ command (a fresh process), measured side by side in one run.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -45,10 +46,10 @@ def upsample_peak_rss_mb(checkpoint: str, threads: int) -> tuple[float, float]:
 
         rgb = (rng.random((480, 640, 3)) * 255).astype(np.uint8)
         cv2.imwrite(f"{tmp}/rgb.png", cv2.GaussianBlur(rgb, (0, 0), 3))
-        write_depth(Path(tmp) / "lr.png", np.linspace(500, 3000, 120 * 160, dtype=np.float32).reshape(120, 160))
+        write_depth(Path(tmp) / "lr.png", torch.linspace(500, 3000, 120 * 160).reshape(120, 160))
         cmd = [str(Path(sys.executable).parent / "depthsr"), "upsample", "--rgb", f"{tmp}/rgb.png",
                "--depth", f"{tmp}/lr.png", "--out", f"{tmp}/out.png", "--checkpoint", checkpoint]
-        env = {"OMP_NUM_THREADS": str(threads), "PATH": str(Path(sys.executable).parent)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # the user's PATH: the native kernels need its C compiler
         start = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
         seconds = time.perf_counter() - start

@@ -720,9 +720,6 @@ def test_model_card_shows_the_recorded_results():
     assert checked >= 6 * len(PINNED)
 
 
-@pytest.mark.xfail(strict=True, reason="stale docs: the model card's and README's headline tables say 'no border "
-                   "crop', but compare crops NYU's 6 pixels (nyu_normalized bicubic x4: 2.376 (0.914), shown as "
-                   "2.381 (0.928)); those tables predate the border rule")
 def test_model_card_headline_bicubic_rows_are_what_compare_gives(shared):
     """Each bicubic cell of the model card's headline tables is what `depthsr compare` gives today (bicubic is
     the same under norm lr and gt)."""
@@ -742,14 +739,13 @@ def test_model_card_headline_bicubic_rows_are_what_compare_gives(shared):
     assert not wrong, wrong
 
 
-@pytest.mark.xfail(strict=True, reason="stale README: 'zero-initialised: a fresh network is exactly bicubic', but "
-                   "the residual head keeps nn.Conv2d's default init (commit 6474e1b)")
-def test_a_fresh_network_is_exactly_bicubic():
+@pytest.mark.parametrize("name", ["paka", "pac", "plain"])
+def test_a_fresh_network_is_exactly_bicubic(name):
     torch.manual_seed(0)
-    net = build_model("paka")
+    net = build_model(name)
     lr, rgb = torch.rand(1, 1, 8, 8) + 1, torch.rand(1, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(net(lr, rgb), bicubic_resize(lr, (32, 32)))
+        torch.testing.assert_close(net(lr, rgb), bicubic_resize(lr, (32, 32)), rtol=0, atol=0)
 
 
 @pytest.mark.xfail(strict=True, reason="stale README: the plain twin reads the guidance by concatenation since "

@@ -61,6 +61,8 @@ class GuidedDSRNet(nn.Module):
         self.merge0 = _conv(c1 + c0, c0, k=1)
         self.refine0 = _conv(c0, c0)
         self.out = nn.Conv2d(c0, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # the residual starts at zero: a fresh network is exactly bicubic
+        nn.init.zeros_(self.out.bias)
 
     def forward(
         self, lr: torch.Tensor, rgb: torch.Tensor  # B x 1 x h x w, B x 3 x H x W
