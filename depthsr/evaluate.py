@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from depthsr.data.degrade import degrade
 from depthsr.data.sample import units, valid_range
 from depthsr.errors import DepthSRError
-from depthsr.method import Method
+from depthsr.methods.method import Method
 from depthsr.metrics import DepthMetrics, per_image_errors, per_image_rmse
 
 MIN_LR_SIDE = 2  # smallest side (pixels) of a low-resolution input made by a protocol

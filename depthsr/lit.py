@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from depthsr.checkpoint import read_model_file
+from depthsr.methods.model_file import read_model_file
 from depthsr.data.sample import units, valid_range
-from depthsr.method import normalise
+from depthsr.methods.method import normalise
 from depthsr.metrics import DepthMetrics
 from depthsr.models import build_model
 from depthsr.training import resume_at_next_epoch

@@ -11,7 +11,7 @@ import torch
 import yaml
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
-from depthsr.checkpoint import read_torch_file
+from depthsr.methods.torch_file import read_torch_file
 from depthsr.errors import DepthSRError
 
 

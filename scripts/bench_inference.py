@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depthsr.checkpoint import resolve_method
+from depthsr.methods.network import resolve_method
 from depthsr.data.io import write_depth
 from depthsr.models import build_model
 from depthsr.ops.resize import bicubic_resize

@@ -197,24 +197,24 @@ MUTATIONS: list[Mutation] = [
       "return sum(p.numel() for p in model.parameters() if p.dim() > 1), counter.get_total_flops()",
       "profile leaves biases out of the parameter count"),
     # ---------------------------------------------------------------- method.py
-    M("method.py", "grow = (known == 0) & (count > 0)", "grow = count > 0",
+    M("methods/method.py", "grow = (known == 0) & (count > 0)", "grow = count > 0",
       "filling invalid pixels changes valid ones"),
-    M("method.py", "lr_norm, lo, span = normalise(lr, depth_range)", "lr_norm, lo, span = normalise(lr)",
+    M("methods/method.py", "lr_norm, lo, span = normalise(lr, depth_range)", "lr_norm, lo, span = normalise(lr)",
       "norm gt ignored (always the LR range)"),
-    M("method.py", "if fraction < MIN_VALID_FRACTION:", "if fraction <= MIN_VALID_FRACTION:",
+    M("methods/method.py", "if fraction < MIN_VALID_FRACTION:", "if fraction <= MIN_VALID_FRACTION:",
       "exactly 5 % valid refused", equivalent="the fraction is a float32 mean: exactly 5 % valid gives "
       "0.0500000007 > 0.05, so < and <= agree on every input"),
-    M("method.py", "if h > big_h or w > big_w:", "if h > big_h and w > big_w:",
+    M("methods/method.py", "if h > big_h or w > big_w:", "if h > big_h and w > big_w:",
       "a depth wider (not taller) than the RGB accepted"),
-    M("method.py", "if abs(h - expected_h) > max(1.0, ASPECT_TOLERANCE * expected_h):",
+    M("methods/method.py", "if abs(h - expected_h) > max(1.0, ASPECT_TOLERANCE * expected_h):",
       "if abs(h - expected_h) > ASPECT_TOLERANCE * expected_h:", "small maps whose size rounded refused"),
-    M("method.py", "return big_h / h, big_w / w", "return big_w / w, big_h / h", "ratio axes swapped"),
-    M("method.py", "halo = overlap // 4", "halo = 0", "tiles blend their own border effects in: seams"),
-    M("method.py", "return out / weight", "return out", "tiles summed, not blended",
+    M("methods/method.py", "return big_h / h, big_w / w", "return big_w / w, big_h / h", "ratio axes swapped"),
+    M("methods/tiling.py", "halo = overlap // 4", "halo = 0", "tiles blend their own border effects in: seams"),
+    M("methods/tiling.py", "return out / weight", "return out", "tiles summed, not blended",
       equivalent="the ramps of overlapping tiles sum to exactly 1 everywhere, so the division is by ones"),
-    M("method.py", "return (2 * a * size + lr_size) // (2 * lr_size)", "return a * size // lr_size",
+    M("methods/tiling.py", "return (2 * a * size + lr_size) // (2 * lr_size)", "return a * size // lr_size",
       "tile edges floored instead of rounded"),
-    M("method.py", 'return torch.device("cuda" if torch.cuda.is_available() else "cpu")',
+    M("methods/method.py", 'return torch.device("cuda" if torch.cuda.is_available() else "cpu")',
       'return torch.device("cpu")', "--device auto never picks the GPU",
       equivalent="on a machine without CUDA only: tests/test_method.py::test_resolve_device kills it on a GPU"),
     # ---------------------------------------------------------------- metrics.py
@@ -285,7 +285,7 @@ MUTATIONS: list[Mutation] = [
       "res = evaluate(method, data, scale, args.protocol, \"lr\", spec.border,", "--norm gt ignored"),
     M("commands/compare.py", "res = evaluate(method, data, scale, args.protocol, args.norm, spec.border,",
       "res = evaluate(method, data, scale, args.protocol, args.norm, 0,", "the data set's border ignored"),
-    M("method.py", "return lo <= ratio <= hi or any(abs(ratio / s - 1) < 0.01 for s in self.scales)",
+    M("methods/method.py", "return lo <= ratio <= hi or any(abs(ratio / s - 1) < 0.01 for s in self.scales)",
       "return any(abs(ratio / s - 1) < 0.01 for s in self.scales)", "a trained ratio range ignored"),
     M("commands/compare.py", "untrained = [s for s in scales if not method.trained_for(s)]",
       "untrained = [s for s in scales if method.scales is not None and s not in method.scales]",
@@ -309,7 +309,8 @@ TESTS: dict[str, list[str]] = {  # module -> the test files that cover it
     "commands/compare.py": ["tests/test_promises.py", "tests/test_compare.py", "tests/test_cli_failures.py"],
     "commands/export.py": ["tests/test_promises.py", "tests/test_checkpoint_safety.py"],
     "commands/profile.py": ["tests/test_promises.py"],
-    "method.py": [*_MODELS, *_CLI],
+    "methods/method.py": [*_MODELS, *_CLI],
+    "methods/tiling.py": [*_MODELS, *_CLI],
     "metrics.py": ["tests/test_promises.py", "tests/test_metrics.py", "tests/test_compare.py"],
     "evaluate.py": ["tests/test_promises.py", "tests/test_compare.py", "tests/test_training.py",
                     "tests/test_cli_failures.py"],
@@ -317,7 +318,7 @@ TESTS: dict[str, list[str]] = {  # module -> the test files that cover it
     "models/layers.py": _MODELS,
     "models/__init__.py": _MODELS,
 }
-GROUPS = ("data/", "commands/", "method.py", "metrics.py", "evaluate.py", "models/")
+GROUPS = ("data/", "commands/", "methods/", "metrics.py", "evaluate.py", "models/")
 
 
 def group(file: str) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthsr.checkpoint import save_network
+from depthsr.methods.model_file import save_network
 from depthsr.cli import main
 from depthsr.data.io import read_depth, write_depth
 from depthsr.models import build_model

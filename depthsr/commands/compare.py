@@ -17,14 +17,14 @@ from typing import Callable
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from depthsr.checkpoint import resolve_method
+from depthsr.methods.network import resolve_method
 from depthsr.data.degrade import PROTOCOLS
 from depthsr.data.folder import FolderDataset, lr_stem, read_meta
 from depthsr.data.io import atomic_write, check_writable
 from depthsr.data.middlebury import middlebury_dataset
 from depthsr.data.nyu import NUM_TRAIN, NYU_BORDER, NYUv2Dataset, check_nyu_file
 from depthsr.errors import DepthSRError
-from depthsr.method import resolve_device
+from depthsr.methods.method import resolve_device
 
 COLUMNS = ["method", "dataset", "scale", "protocol", "units", "images", "rmse", "mae", "worse_than_bicubic"]
 IMAGE_COLUMNS = ["method", "dataset", "scale", "protocol", "units", "image", "rmse", "mae", "pixels"]

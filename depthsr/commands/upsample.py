@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from depthsr.baselines import Bicubic
-from depthsr.checkpoint import resolve_method
+from depthsr.methods.baselines import Bicubic
+from depthsr.methods.network import resolve_method
 from depthsr.data.io import (
     DEPTH_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -32,7 +32,7 @@ from depthsr.data.io import (
     write_image,
 )
 from depthsr.errors import DepthSRError
-from depthsr.method import MIN_TILE, Method, check_ratio, check_valid, ratio_label, resolve_device
+from depthsr.methods.method import MIN_TILE, Method, check_ratio, check_valid, ratio_label, resolve_device
 from depthsr.visualize import side_by_side
 
 RGB_SUFFIXES = IMAGE_SUFFIXES
