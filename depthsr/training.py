@@ -11,8 +11,8 @@ import torch
 import yaml
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
-from depthsr.methods.torch_file import read_torch_file
 from depthsr.errors import DepthSRError
+from depthsr.methods.torch_file import read_torch_file
 
 
 class RNGState(pl.Callback):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from depthsr.methods.baselines import BASELINES, Bicubic
-from depthsr.methods.network import NetworkMethod, load_network
-from depthsr.methods.model_file import save_network
 from depthsr.errors import DepthSRError
-from depthsr.methods.tiling import _axis_tiles
+from depthsr.methods.baselines import BASELINES, Bicubic
 from depthsr.methods.method import check_ratio, check_valid, fill_invalid, normalise, ratio_label, resolve_device
+from depthsr.methods.model_file import save_network
+from depthsr.methods.network import NetworkMethod, load_network
+from depthsr.methods.tiling import _axis_tiles
 from depthsr.models import build_model
 from depthsr.ops.resize import bicubic_resize
 

@@ -268,8 +268,8 @@ def test_train_validation_and_test_pairs_are_disjoint(nyu7, cache):
     dm.check("fit")
     dm.setup("fit")
     train = _names(dm.train_set.base)
-    (val_name, val_set, val_border), = dm.val_sets
-    (test_name, test_set, test_border), = dm.test_sets
+    (val_spec,), (test_spec,) = dm.val_sets, dm.test_sets
+    val_set, val_border, test_set, test_border = val_spec.open(4), val_spec.border, test_spec.open(4), test_spec.border
     assert sorted(train) == ["nyu_0000", "nyu_0001", "nyu_0002"]
     assert _names(val_set) == ["nyu_0003", "nyu_0004"] and _names(test_set) == ["nyu_0005", "nyu_0006"]
     assert val_border == test_border == 6
@@ -289,7 +289,8 @@ def test_synthetic_validation_scenes_are_not_training_scenes():
 
     dm = DSRDataModule(synthetic=4, crop=32, scales=[4], num_workers=0, batch_size=2)
     dm.setup("fit")
-    (_, val, border), = dm.val_sets
+    (spec,) = dm.val_sets
+    val, border = spec.open(4), spec.border
     assert len(val) == 8 and border == 0
     size = tuple(val[0]["depth"].shape[-2:])
     train_at_val_size = SyntheticDataset(4, size, seed=0)  # the training scenes (seeds 0..3) at that size
@@ -870,11 +871,12 @@ def test_training_batches_follow_the_configured_protocol(protocol):
 
 
 def test_padding_images_of_a_distributed_evaluation_count_nothing(nyu7):
-    from depthsr.data.datamodule import Degraded
     from depthsr.data.nyu import NYUv2Dataset
+    from depthsr.data.sets import Degraded
 
-    data = Degraded(NYUv2Dataset(nyu7, [0, 1, 2]), 4, "bicubic", crop=6)
+    data = Degraded(NYUv2Dataset(nyu7, [0, 1, 2]), 4, "bicubic", border=6, name="nyu_test")
     assert data[0]["valid"].any() and not data[3]["valid"].any() and data[3]["name"] == "nyu_0000"
+    assert (data[3]["eval_set"], data[3]["border"], data[3]["protocol"]) == ("nyu_test_x4", 6, "bicubic")
 
 
 def test_training_loader_shuffles_and_drops_the_last_partial_batch():
@@ -959,10 +961,10 @@ def test_metric_border_on_a_non_square_image_by_hand():
     gt = torch.full((1, 1, 6, 9), 2.0)
     pred = gt.clone()
     pred[..., 1:5, 1:8] += torch.arange(28, dtype=torch.float32).view(4, 7) / 10  # the inside, 4 x 7
-    e = per_image_errors(pred, gt, crop=1)
+    e = per_image_errors(pred, gt, border=1)
     inside = (torch.arange(28, dtype=torch.float64) / 10)
     assert e["count"].item() == 28 and e["sq"].item() == pytest.approx(float((inside**2).sum()))
-    m = DepthMetrics(crop=1)
+    m = DepthMetrics(border=1)
     m.update(pred, gt)
     assert float(m.compute()["mae"]) == pytest.approx(float(inside.mean()))
 
@@ -1066,8 +1068,8 @@ def test_profile_counts_the_products_of_every_convolution():
 def test_compare_norm_gt_normalises_a_network_by_the_ground_truth(tmp_path):
     """--norm gt reaches the network (baselines are affine-invariant, a network is not): each per-image row
     equals the network evaluated here with the ground truth's range, and differs from --norm lr."""
-    from depthsr.methods.network import NetworkMethod
     from depthsr.methods.model_file import save_network
+    from depthsr.methods.network import NetworkMethod
 
     torch.manual_seed(0)
     net = build_model("plain", width=8, blocks=1)
