@@ -1,7 +1,10 @@
-"""Evaluate one method on one data set at one ratio: the loop `depthsr compare` runs for every cell.
+"""Evaluation in one place: `evaluation_step` is what `lit.py` (validation, test), `evaluate` (the loop
+`depthsr compare` runs for every cell) and `upsample --gt` all call, so they cannot disagree.
 
-The same pieces as training and `upsample`: the data set's reader, `degrade` (the protocol), the method
-wrapper and `DepthMetrics`.
+The step takes a batch of degraded images (`depthsr.data.degrade.evaluation_sample`: the protocol with noise
+seeded by the image's index), runs the method (which normalises by the LR's range, or the ground truth's for
+`norm: gt`, and maps back to the data set's units) and updates the metric in the data set's report units
+(`units(...).factor`), with the set's border left out (the metric's own, fixed per set).
 """
 from __future__ import annotations
 
@@ -10,13 +13,30 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import Dataset
 
-from depthsr.data.degrade import degrade
-from depthsr.data.sample import units, valid_range
-from depthsr.errors import DepthSRError
-from depthsr.method import Method
-from depthsr.metrics import DepthMetrics, per_image_errors, per_image_rmse
+from depthsr.data.degrade import evaluation_sample
+from depthsr.data.sample import Units, units, valid_range
+from depthsr.methods.method import Method
+from depthsr.metrics import DepthMetrics, per_image_rmse
 
-MIN_LR_SIDE = 2  # smallest side (pixels) of a low-resolution input made by a protocol
+NORMS = ("lr", "gt")
+
+
+def batch_units(batch: dict) -> Units:
+    """The units of a batch: one data set's (a name, or the collated list of the same name)."""
+    name = batch.get("units", "")
+    return units(name if isinstance(name, str) else name[0])
+
+
+def evaluation_step(method: Method, batch: dict, metric: DepthMetrics, norm: str = "lr") -> torch.Tensor:
+    """Predict a batch (`lr` B x 1 x h x w, `rgb` B x 3 x H x W; `depth`, `valid` B x 1 x H x W; `units`) and add
+    its errors to `metric`; returns the prediction, B x 1 x H x W in the data set's units."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    depth, valid = batch["depth"], batch["valid"]
+    depth_range = valid_range(depth, valid) if norm == "gt" else None
+    pred = method(batch["lr"], batch["rgb"], depth_range)
+    metric.update(pred, depth, valid, batch_units(batch).factor)
+    return pred
 
 
 @dataclass
@@ -33,42 +53,23 @@ class Result:
     ratio: float = 0.0  # the mean ratio of the inputs (for measured inputs, each pair's own)
 
 
-def _check_size(sample: dict, scale: float) -> None:
-    height, width = sample["depth"].shape[-2:]
-    if min(height, width) / scale < MIN_LR_SIDE:
-        raise DepthSRError(f"{sample.get('name', 'sample')}: {height} x {width} is too small for x{scale:g} (the "
-                           f"low-resolution input would be under {MIN_LR_SIDE} pixels on a side)")
-
-
 def evaluate(method: Method, dataset: Dataset, scale: float | None, protocol: str = "bicubic", norm: str = "lr",
              border: int = 0, noise: float = 0.01, limit: int | None = None, progress=None) -> Result:
     """Per-image and overall errors of `method` on `dataset` at ratio `scale` (in the data set's report
     units). `scale` None: protocol 'real' with each pair's measured `lr` at its own ratio."""
-    metric = DepthMetrics(crop=border)
+    metric = DepthMetrics(border)
     rows, report, ratios = [], "units", []
     n = len(dataset) if limit is None else min(limit, len(dataset))
     for index in range(n):
-        raw = dataset[index]
-        if scale is None:
-            if "lr" not in raw:
-                raise DepthSRError(f"{raw.get('name', 'sample')}: protocol 'real' needs a measured lr input")
-            ratio = raw["depth"].shape[-1] / raw["lr"].shape[-1]
-        else:
-            ratio = scale
-            if protocol != "real":
-                _check_size(raw, scale)
-        sample = degrade(raw, ratio, protocol, noise, torch.Generator().manual_seed(index))
-        u = units(sample["units"])
-        report = u.report
-        depth, valid = sample["depth"][None], sample["valid"][None]
-        depth_range = valid_range(depth, valid) if norm == "gt" else None
-        pred = method(sample["lr"][None], sample["rgb"][None], depth_range)
-        metric.update(pred * u.factor, depth * u.factor, valid)
-        e = per_image_errors(pred, depth, valid, border, u.factor)
+        sample = evaluation_sample(dataset[index], scale, protocol, noise, index)
+        batch = {k: v[None] if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
+        evaluation_step(method, batch, metric, norm)
+        report = batch_units(batch).report
+        e = metric.last
         count = float(e["count"][0])
         rows.append({"image": sample["name"], "rmse": float(per_image_rmse(e)[0]),
                      "mae": float(e["abs"][0]) / max(count, 1), "pixels": int(count)})
-        ratios.append(ratio)
+        ratios.append(float(sample["scale"]))
         if progress is not None:
             progress.update(1)
     values = {k: float(v) for k, v in metric.compute().items()}

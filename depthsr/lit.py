@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from depthsr.checkpoint import read_model_file
-from depthsr.data.sample import units, valid_range
-from depthsr.method import normalise
+from depthsr.evaluate import batch_units, evaluation_step
+from depthsr.methods.method import normalise
+from depthsr.methods.model_file import read_model_file
+from depthsr.methods.network import NetworkMethod
 from depthsr.metrics import DepthMetrics
 from depthsr.models import build_model
 from depthsr.training import resume_at_next_epoch
@@ -14,13 +15,17 @@ from depthsr.visualize import error_panel
 
 
 class DSRModule(pl.LightningModule):
-    """Trains and evaluates a guided DSR network.
+    """Trains and evaluates a guided DSR network. Validation and test run `depthsr.evaluate.evaluation_step`, as
+    `compare` does; each batch says which evaluation set it belongs to, its border and protocol (`Degraded`).
+
+    Names: `lr` is the low-resolution depth everywhere in depthsr (batches, `forward`); the argument `lr` (the
+    CLI's `--model.lr`, kept for the recipes) is the learning rate, read once as `learning_rate`.
 
     Args:
         model: 'paka', 'pac' or 'plain'.
         preset: network size, 'small' (the CPU default) or 'base' (GPU-sized, for NYU).
         model_kwargs: passed to the network, overriding the preset (width, blocks, dilations).
-        lr: AdamW learning rate.
+        lr: AdamW learning rate (`--model.lr`).
         weight_decay: AdamW weight decay.
         scheduler: 'cosine' (per step, to 1% of lr at the end of training) or 'step' (x0.5 every step_size epochs).
         step_size: epochs per step of the step schedule.
@@ -38,17 +43,13 @@ class DSRModule(pl.LightningModule):
         self.model = build_model(model, preset, **(model_kwargs or {}))
         if init_weights is not None:  # fine-tuning: start from a model file's weights (read without unpickling)
             self.model.load_state_dict(read_model_file(init_weights).state)
-        self.val_metrics = torch.nn.ModuleList()
+        self.val_metrics = torch.nn.ModuleList()  # one per evaluation set, in the order the sets first appear
         self.test_metrics = torch.nn.ModuleList()
-        self._report_units: dict[int, str] = {}
+        self._eval_sets: dict[str, list[str]] = {"val": [], "test": []}  # their names
+        self._reports: dict[str, tuple[str, str]] = {}  # evaluation set -> (report units, protocol)
 
-    def forward(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        return self.model(lr, rgb)
-
-    def _predict(self, batch: dict) -> torch.Tensor:  # B x 1 x H x W in the data set's units
-        depth_range = valid_range(batch["depth"], batch["valid"]) if self.hparams.norm == "gt" else None
-        lr_norm, lo, span = normalise(batch["lr"], depth_range)
-        return self.model(lr_norm, batch["rgb"]) * span + lo
+    def forward(self, lr_depth: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:  # normalised depth in and out
+        return self.model(lr_depth, rgb)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         lr_norm, lo, span = normalise(batch["lr"])
@@ -60,22 +61,19 @@ class DSRModule(pl.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=pred.shape[0])
         return loss
 
-    def _metrics(self, stage: str) -> torch.nn.ModuleList:
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        names = self.trainer.datamodule.eval_names(stage)
-        while len(metrics) < len(names):
-            metrics.append(DepthMetrics())
-        return metrics
+    def _metric(self, stage: str, batch: dict) -> DepthMetrics:
+        """The metric of the batch's evaluation set, made on the module's device when the set first appears."""
+        names, metrics = self._eval_sets[stage], self.val_metrics if stage == "val" else self.test_metrics
+        name = batch["eval_set"][0]
+        if name not in names:
+            names.append(name)
+            metrics.append(DepthMetrics(int(batch["border"][0])).to(self.device))
+            self._reports[name] = (batch_units(batch).report, batch["protocol"][0])
+        return metrics[names.index(name)]
 
     def _eval_step(self, batch: dict, batch_idx: int, dataloader_idx: int, stage: str) -> None:
-        pred = self._predict(batch)
-        u = units(batch["units"][0])
-        self._report_units[dataloader_idx] = u.report
-        factor = u.factor
-        crop = int(batch["crop"][0])
-        metric = self._metrics(stage)[dataloader_idx]
-        metric.crop = crop
-        metric.update(pred * factor, batch["depth"] * factor, batch["valid"])
+        method = NetworkMethod(self.model)  # the network as compare and upsample run it
+        pred = evaluation_step(method, batch, self._metric(stage, batch), self.hparams.norm)
         if stage == "val" and batch_idx < self.hparams.log_images and dataloader_idx == 0:
             self._log_panel(batch, pred, batch_idx)
 
@@ -86,20 +84,18 @@ class DSRModule(pl.LightningModule):
         self._eval_step(batch, batch_idx, dataloader_idx, "test")
 
     def _epoch_end(self, stage: str) -> None:
-        names = self.trainer.datamodule.eval_names(stage)
-        metrics = self._metrics(stage)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
         rmses = []
-        for index, (name, metric) in enumerate(zip(names, metrics)):
+        for name, metric in zip(self._eval_sets[stage], metrics):
             values = metric.compute()
             for key in ("rmse", "rmse_pooled", "mae", "delta1"):
                 self.log(f"{stage}/{name}/{key}", values[key], sync_dist=False)
             if stage == "test" and self.global_rank == 0:
-                unit = self._report_units.get(index, "")
+                unit, protocol = self._reports[name]
                 print(f"test {name}: RMSE {float(values['rmse']):.8g} {unit} "
                       f"(pooled {float(values['rmse_pooled']):.6g}, "
                       f"MAE {float(values['mae']):.6g}, delta<1.25 {float(values['delta1']):.4f}, "
-                      f"{int(values['images'])} images, protocol {self.trainer.datamodule.hparams.protocol}, "
-                      f"norm {self.hparams.norm})")
+                      f"{int(values['images'])} images, protocol {protocol}, norm {self.hparams.norm})")
             rmses.append(values["rmse"])
             metric.reset()
         if rmses:
@@ -121,14 +117,15 @@ class DSRModule(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        learning_rate = hp.lr
+        opt = torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=hp.weight_decay)
         if hp.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=0.5)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         if hp.scheduler != "cosine":
             raise ValueError(f"unknown scheduler {hp.scheduler!r}; choose 'cosine' or 'step'")
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=max(1, int(self.trainer.estimated_stepping_batches)), eta_min=hp.lr * 0.01)
+            opt, T_max=max(1, int(self.trainer.estimated_stepping_batches)), eta_min=learning_rate * 0.01)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

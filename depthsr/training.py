@@ -11,30 +11,62 @@ import torch
 import yaml
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
-from depthsr.checkpoint import read_torch_file
 from depthsr.errors import DepthSRError
+from depthsr.methods.torch_file import read_torch_file
+
+
+def rng_state() -> dict:
+    """This process's generators: python, numpy, torch's CPU one and, once CUDA is in use, the current GPU's."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {  # plain types and tensors only: Lightning loads with weights_only=True
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()  # the device this process (rank) works on
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 class RNGState(pl.Callback):
-    """Saves the python, numpy and torch RNG states in every checkpoint and restores them on resume, so an
-    interrupted run continues exactly as an uninterrupted one would. (Evaluation loaders draw from their
-    own generators, so the sanity check of a resumed run does not shift the stream.)"""
+    """Saves every generator of every process (python, numpy, torch CPU and CUDA; one entry per rank, gathered to
+    the rank that writes the checkpoint) and on resume gives each rank back its own, so an interrupted run
+    continues exactly as an uninterrupted one would. A run resumed on a different number of processes restores
+    the ranks the checkpoint has and warns. (Evaluation loaders draw from their own generators, so the sanity
+    check of a resumed run does not shift the stream.)"""
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        checkpoint["rng_state"] = {  # plain types and tensors only: Lightning loads with weights_only=True
-            "python": random.getstate(),
-            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
-            "torch": torch.get_rng_state(),
-        }
+        states = [rng_state()]
+        if _distributed():  # every rank saves a checkpoint at the same points (ModelCheckpoint), so all meet here
+            states = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(states, rng_state())
+        checkpoint["rng_state"] = {"ranks": states}
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         state = checkpoint.get("rng_state")
-        if state:
-            random.setstate(state["python"])
-            kind, keys, pos, has_gauss, cached = state["numpy"]
-            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-            torch.set_rng_state(state["torch"])
+        if not state:
+            return
+        states = state.get("ranks", [state])  # checkpoints before per-rank states held one process's
+        rank = torch.distributed.get_rank() if _distributed() else 0
+        world = torch.distributed.get_world_size() if _distributed() else 1
+        if len(states) != world:
+            warnings.warn(f"the checkpoint holds the random state of {len(states)} process(es), this run has {world}: "
+                          "the resumed run will not repeat the interrupted one exactly", stacklevel=2)
+        if rank < len(states):
+            set_rng_state(states[rank])
 
 
 def resume_at_next_epoch(checkpoint: dict, step_bounded: bool) -> None:

@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 import torch
 
+from depthsr.data.sample import valid_mask
+
 
 def colorize(depth: torch.Tensor, lo: float, hi: float, valid: torch.Tensor | None = None) -> np.ndarray:
     """1 x H x W depth -> H x W x 3 uint8 RGB (turbo colour map; invalid pixels black)."""
@@ -23,7 +25,7 @@ def _rgb8(rgb: torch.Tensor) -> np.ndarray:
 def side_by_side(rgb: torch.Tensor, lr: torch.Tensor, *depths: torch.Tensor) -> np.ndarray:
     """RGB | LR (nearest-upsampled) | each depth, on one colour scale: H x (2+n)W x 3 uint8."""
     h, w = rgb.shape[-2:]
-    finite = lr[torch.isfinite(lr) & (lr != 0)]
+    finite = lr[valid_mask(lr)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 1.0)
     lr_big = torch.nn.functional.interpolate(lr[None].float(), size=(h, w), mode="nearest")[0]
     tiles = [_rgb8(rgb), colorize(lr_big, lo, hi, lr_big != 0)] + [colorize(d, lo, hi) for d in depths]

@@ -19,7 +19,7 @@ import torch
 from depthsr.data.datamodule import DegradeCollate, RandomCrops
 from depthsr.data.nyu import NYUv2Dataset, write_nyu_file
 from depthsr.data.synthetic import SyntheticDataset, synthetic_scene
-from depthsr.method import normalise
+from depthsr.methods.method import normalise
 from depthsr.models import build_model
 from depthsr.runtime import keep_freed_memory
 

@@ -10,12 +10,12 @@ import argparse
 
 import torch
 
-from depthsr.baselines import Bicubic
-from depthsr.checkpoint import load_network
 from depthsr.data.packaged import motorcycle
 from depthsr.data.synthetic import held_out_scenes
 from depthsr.evaluate import evaluate
-from depthsr.method import Method
+from depthsr.methods.baselines import Bicubic
+from depthsr.methods.method import Method
+from depthsr.methods.network import load_network
 from depthsr.ops.resize import bicubic_resize
 
 

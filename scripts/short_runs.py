@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from depthsr.baselines import Bicubic
-from depthsr.checkpoint import NetworkMethod, load_network
 from depthsr.data.packaged import motorcycle
 from depthsr.data.synthetic import held_out_scenes
 from depthsr.evaluate import evaluate
+from depthsr.methods.baselines import Bicubic
+from depthsr.methods.network import NetworkMethod, load_network
 
 VARIANTS = {
     "paka": [],

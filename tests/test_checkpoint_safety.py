@@ -21,19 +21,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from depthsr import __version__
-from depthsr.checkpoint import (
-    CHECKPOINT_DIR,
-    DEFAULT_CHECKPOINT,
-    FORMAT,
-    file_sha256,
-    load_network,
-    model_info,
-    read_sha256_record,
-    sha256_record,
-)
 from depthsr.cli import main
 from depthsr.data.io import write_depth
 from depthsr.errors import DepthSRError
+from depthsr.methods.digests import file_sha256, read_sha256_record, sha256_record
+from depthsr.methods.model_file import FORMAT, model_info
+from depthsr.methods.network import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, load_network
 from depthsr.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -272,7 +272,7 @@ def test_failure_is_one_line_and_changes_nothing(case: Case, tmp_path, tiny_nyu,
 def test_ctrl_c_exits_130_in_one_line_and_leaves_no_partial_file(tmp_path):
     """SIGINT while `upsample` works through a folder (a network, so each pair takes a while): exit 130, one
     line, no traceback, and every result present is complete (no temporary file left)."""
-    from depthsr.checkpoint import save_network
+    from depthsr.methods.model_file import save_network
     from depthsr.models import build_model
 
     net = build_model("paka")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from depthsr.baselines import Bicubic
-from depthsr.checkpoint import resolve_method
 from depthsr.data.folder import FolderDataset
 from depthsr.evaluate import evaluate
+from depthsr.methods.baselines import Bicubic
+from depthsr.methods.network import resolve_method
 
 pytestmark = pytest.mark.slow
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from depthsr.baselines import BASELINES, Bicubic
-from depthsr.checkpoint import NetworkMethod, load_network, save_network
 from depthsr.errors import DepthSRError
-from depthsr.method import _axis_tiles, check_ratio, check_valid, fill_invalid, normalise, ratio_label, resolve_device
+from depthsr.methods.baselines import BASELINES, Bicubic
+from depthsr.methods.method import check_ratio, check_valid, fill_invalid, normalise, ratio_label, resolve_device
+from depthsr.methods.model_file import save_network
+from depthsr.methods.network import NetworkMethod, load_network
+from depthsr.methods.tiling import _axis_tiles
 from depthsr.models import build_model
 from depthsr.ops.resize import bicubic_resize
 
@@ -200,7 +202,7 @@ def test_shipped_format_round_trip(tmp_path):
 
 
 def test_trained_for_listed_scales_and_a_trained_range():
-    from depthsr.baselines import Bicubic
+    from depthsr.methods.baselines import Bicubic
 
     method = Bicubic()
     assert method.trained_for(7.5)  # no scales: any ratio

@@ -23,19 +23,20 @@ def test_per_image_mean_pooled_mae_delta_by_hand():
     assert out["images"] == 2
 
 
-def test_valid_mask_border_crop_and_factor():
+def test_valid_mask_border_and_factor():
     gt = torch.full((1, 1, 5, 5), 2.0)
     pred = gt.clone()
     pred[..., 0, :] = 100.0  # only in the border
     pred[..., 2, 2] = 3.0  # the centre: error 1
     valid = torch.ones_like(gt, dtype=torch.bool)
     valid[..., 1, 1] = False
-    e = per_image_errors(pred, gt, valid, crop=1, factor=100.0)
+    e = per_image_errors(pred, gt, valid, border=1, factor=100.0)
     assert e["count"].item() == 8  # 3 x 3 interior less the masked pixel
     assert math.isclose(e["sq"].item(), 100.0**2)
-    m = DepthMetrics(crop=1, factor=100.0)
-    m.update(pred, gt, valid)
+    m = DepthMetrics(border=1)
+    m.update(pred, gt, valid, factor=100.0)
     assert math.isclose(m.compute()["rmse"], math.sqrt(100.0**2 / 8))
+    assert m.last["count"].tolist() == [8.0] and m.last["sq"].tolist() == [100.0**2]  # the batch's per-image sums
 
 
 def test_accumulates_over_updates_like_one_batch():

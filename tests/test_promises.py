@@ -41,7 +41,7 @@ from depthsr.data.io import read_depth, write_pfm
 from depthsr.data.nyu import NUM_TRAIN, write_nyu_file
 from depthsr.errors import DepthSRError
 from depthsr.evaluate import evaluate
-from depthsr.method import Method
+from depthsr.methods.method import Method
 from depthsr.models import PACConv2d, PAKAConv2d, PlainConv2d, build_model
 from depthsr.ops import pac_conv2d_reference, paka_conv2d_reference
 from depthsr.ops.resize import bicubic_resize
@@ -268,8 +268,8 @@ def test_train_validation_and_test_pairs_are_disjoint(nyu7, cache):
     dm.check("fit")
     dm.setup("fit")
     train = _names(dm.train_set.base)
-    (val_name, val_set, val_border), = dm.val_sets
-    (test_name, test_set, test_border), = dm.test_sets
+    (val_spec,), (test_spec,) = dm.val_sets, dm.test_sets
+    val_set, val_border, test_set, test_border = val_spec.open(4), val_spec.border, test_spec.open(4), test_spec.border
     assert sorted(train) == ["nyu_0000", "nyu_0001", "nyu_0002"]
     assert _names(val_set) == ["nyu_0003", "nyu_0004"] and _names(test_set) == ["nyu_0005", "nyu_0006"]
     assert val_border == test_border == 6
@@ -289,7 +289,8 @@ def test_synthetic_validation_scenes_are_not_training_scenes():
 
     dm = DSRDataModule(synthetic=4, crop=32, scales=[4], num_workers=0, batch_size=2)
     dm.setup("fit")
-    (_, val, border), = dm.val_sets
+    (spec,) = dm.val_sets
+    val, border = spec.open(4), spec.border
     assert len(val) == 8 and border == 0
     size = tuple(val[0]["depth"].shape[-2:])
     train_at_val_size = SyntheticDataset(4, size, seed=0)  # the training scenes (seeds 0..3) at that size
@@ -669,7 +670,7 @@ PINNED = ("crops256", "middlebury2003", "nyu_normalized")  # the sets of the mod
 
 
 def _recorded(method: str) -> list[dict]:
-    from depthsr.checkpoint import model_info
+    from depthsr.methods.model_file import model_info
 
     rows = (model_info(DEFAULT).get("results") or {}).get("rows", [])
     return [r for r in rows if r.get("method") == method]
@@ -680,7 +681,7 @@ def test_shipped_model_reproduces_its_recorded_results(shared):
     """Every 'default' row the shipped model records for the pinned real sets (`depthsr compare --norm gt` on
     ../shared/data, bicubic protocol, as scripts/train_default.sh and eval_default.sh record them) is
     reproduced within 0.1 %, not only 'better than bicubic'."""
-    from depthsr.checkpoint import resolve_method
+    from depthsr.methods.network import resolve_method
 
     rows = [r for r in _recorded("default") if r.get("dataset") in PINNED]
     assert {r["dataset"] for r in rows} == set(PINNED), f"{DEFAULT} records no results on {PINNED}"
@@ -723,7 +724,7 @@ def test_model_card_shows_the_recorded_results():
 def test_model_card_headline_bicubic_rows_are_what_compare_gives(shared):
     """Each bicubic cell of the model card's headline tables is what `depthsr compare` gives today (bicubic is
     the same under norm lr and gt)."""
-    from depthsr.baselines import Bicubic
+    from depthsr.methods.baselines import Bicubic
 
     card = (ROOT / "checkpoints" / "README.md").read_text().replace("\n#### ", "\n## ")
     tables = parse_markdown("\n" + card.split("## Results", 1)[1].split("## This round", 1)[0])
@@ -866,11 +867,12 @@ def test_training_batches_follow_the_configured_protocol(protocol):
 
 
 def test_padding_images_of_a_distributed_evaluation_count_nothing(nyu7):
-    from depthsr.data.datamodule import Degraded
     from depthsr.data.nyu import NYUv2Dataset
+    from depthsr.data.sets import Degraded
 
-    data = Degraded(NYUv2Dataset(nyu7, [0, 1, 2]), 4, "bicubic", crop=6)
+    data = Degraded(NYUv2Dataset(nyu7, [0, 1, 2]), 4, "bicubic", border=6, name="nyu_test")
     assert data[0]["valid"].any() and not data[3]["valid"].any() and data[3]["name"] == "nyu_0000"
+    assert (data[3]["eval_set"], data[3]["border"], data[3]["protocol"]) == ("nyu_test_x4", 6, "bicubic")
 
 
 def test_training_loader_shuffles_and_drops_the_last_partial_batch():
@@ -912,7 +914,7 @@ def test_scale_is_checked_on_both_axes(tmp_path, capsys):
 
 
 def test_untrained_ratio_note_only_off_the_trained_ratios(tmp_path, capsys):
-    from depthsr.checkpoint import save_network
+    from depthsr.methods.model_file import save_network
 
     torch.manual_seed(0)
     net = build_model("plain", width=8, blocks=1)
@@ -931,7 +933,7 @@ def test_untrained_ratio_note_only_off_the_trained_ratios(tmp_path, capsys):
 
 
 def test_depth_larger_than_the_rgb_on_one_axis_is_refused():
-    from depthsr.baselines import Bicubic
+    from depthsr.methods.baselines import Bicubic
 
     with pytest.raises(DepthSRError, match="the depth must not be larger than the rgb"):
         Bicubic()(torch.rand(1, 1, 100, 101) + 1, torch.rand(1, 3, 100, 100))
@@ -939,7 +941,7 @@ def test_depth_larger_than_the_rgb_on_one_axis_is_refused():
 
 def test_small_maps_whose_size_rounded_are_accepted():
     """7 x 9 beside 28 x 37 (37 / 4 rounded to 9): within a pixel of the RGB's aspect ratio."""
-    from depthsr.baselines import Bicubic
+    from depthsr.methods.baselines import Bicubic
 
     lr = torch.rand(1, 1, 7, 9) + 1
     torch.testing.assert_close(Bicubic()(lr, torch.rand(1, 3, 28, 37)), bicubic_resize(lr, (28, 37)),
@@ -955,10 +957,10 @@ def test_metric_border_on_a_non_square_image_by_hand():
     gt = torch.full((1, 1, 6, 9), 2.0)
     pred = gt.clone()
     pred[..., 1:5, 1:8] += torch.arange(28, dtype=torch.float32).view(4, 7) / 10  # the inside, 4 x 7
-    e = per_image_errors(pred, gt, crop=1)
+    e = per_image_errors(pred, gt, border=1)
     inside = (torch.arange(28, dtype=torch.float64) / 10)
     assert e["count"].item() == 28 and e["sq"].item() == pytest.approx(float((inside**2).sum()))
-    m = DepthMetrics(crop=1)
+    m = DepthMetrics(border=1)
     m.update(pred, gt)
     assert float(m.compute()["mae"]) == pytest.approx(float(inside.mean()))
 
@@ -1062,7 +1064,8 @@ def test_profile_counts_the_products_of_every_convolution():
 def test_compare_norm_gt_normalises_a_network_by_the_ground_truth(tmp_path):
     """--norm gt reaches the network (baselines are affine-invariant, a network is not): each per-image row
     equals the network evaluated here with the ground truth's range, and differs from --norm lr."""
-    from depthsr.checkpoint import NetworkMethod, save_network
+    from depthsr.methods.model_file import save_network
+    from depthsr.methods.network import NetworkMethod
 
     torch.manual_seed(0)
     net = build_model("plain", width=8, blocks=1)
@@ -1090,7 +1093,7 @@ def test_compare_norm_gt_normalises_a_network_by_the_ground_truth(tmp_path):
 def test_ratios_inside_a_trained_range_are_not_noted_as_untrained(tmp_path, capsys):
     """A model trained on random ratios 2-6 (recorded in its file) besides x4 and x8: x5 is trained, x12 not,
     in compare's notes as in upsample's report."""
-    from depthsr.checkpoint import save_network
+    from depthsr.methods.model_file import save_network
 
     torch.manual_seed(0)
     net = build_model("plain", width=8, blocks=1)
@@ -1114,7 +1117,7 @@ def test_ratios_inside_a_trained_range_are_not_noted_as_untrained(tmp_path, caps
 def test_tile_edges_are_within_half_a_pixel_of_their_depth(lr_size, size):
     """Tile edges are chosen in LR pixels and mapped by the real ratio, rounded: each tile's output window is
     within half an output pixel of its LR window (exactly on it where a small common grid exists)."""
-    from depthsr.method import _axis_tiles
+    from depthsr.methods.tiling import _axis_tiles
 
     tiles = _axis_tiles(lr_size, size, 128, 64)
     assert len(tiles) > 2

@@ -16,11 +16,11 @@ import torch
 import yaml
 from wandb_records import history_keys, run_config
 
-from depthsr.baselines import Bicubic
-from depthsr.checkpoint import NetworkMethod, load_network
 from depthsr.cli import main
 from depthsr.data.nyu import NYUv2Dataset
 from depthsr.evaluate import evaluate
+from depthsr.methods.baselines import Bicubic
+from depthsr.methods.network import NetworkMethod, load_network
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

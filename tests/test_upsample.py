@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from depthsr.checkpoint import save_network
 from depthsr.cli import main
 from depthsr.data.io import read_depth, write_depth
+from depthsr.methods.model_file import save_network
 from depthsr.models import build_model
 from depthsr.ops.resize import bicubic_resize
 

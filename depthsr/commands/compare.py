@@ -10,77 +10,22 @@ import argparse
 import csv
 import io
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from depthsr.checkpoint import resolve_method
 from depthsr.data.degrade import PROTOCOLS
-from depthsr.data.folder import FolderDataset, lr_stem, read_meta
+from depthsr.data.folder import lr_stem
 from depthsr.data.io import atomic_write, check_writable
-from depthsr.data.middlebury import middlebury_dataset
-from depthsr.data.nyu import NUM_TRAIN, NYU_BORDER, NYUv2Dataset, check_nyu_file
+from depthsr.data.sets import EvalSet, parse_data
 from depthsr.errors import DepthSRError
-from depthsr.method import resolve_device
+from depthsr.methods.method import resolve_device
+from depthsr.methods.network import resolve_method
 
 COLUMNS = ["method", "dataset", "scale", "protocol", "units", "images", "rmse", "mae", "worse_than_bicubic"]
 IMAGE_COLUMNS = ["method", "dataset", "scale", "protocol", "units", "image", "rmse", "mae", "pixels"]
 MAX_RATIO = 64.0
 REFERENCE = "bicubic"
-
-
-@dataclass
-class DataSpec:
-    name: str
-    open: Callable[[float | None], Dataset]  # ratio (None: each pair's measured lr) -> data set
-    border: int
-    has_lr: Callable[[float | None], bool] = lambda scale: False  # measured inputs at that ratio?
-    notes: list[str] = field(default_factory=list)
-
-
-def _folder_spec(name: str, root: Path) -> DataSpec:
-    ds = FolderDataset(root)
-    return DataSpec(name, lambda s: FolderDataset(root, s, measured=s is None), ds.border, ds.has_lr)
-
-
-def parse_data(spec: str) -> list[DataSpec]:
-    """'nyu:PATH.mat', 'middlebury:DIR' or 'folder:DIR' (a set, or a folder of sets) -> data sets."""
-    kind, sep, path = spec.partition(":")
-    if not sep or kind not in ("nyu", "middlebury", "folder"):
-        raise DepthSRError(f"--data {spec!r}: expected nyu:PATH.mat, middlebury:DIR or folder:DIR")
-    root = Path(path)
-    if kind == "nyu":
-        total = check_nyu_file(root)
-        notes = []
-        if total > NUM_TRAIN:
-            indices = range(NUM_TRAIN, total)
-        else:
-            indices = range(total)
-            notes.append(f"nyu: {root} has only {total} pairs, so all of them are evaluated; in the standard split "
-                         f"the first {NUM_TRAIN} pairs train and only the pairs after them test")
-        return [DataSpec("nyu", lambda s: NYUv2Dataset(root, indices), NYU_BORDER, notes=notes)]
-    if kind == "middlebury":
-        data = middlebury_dataset(root)
-        if isinstance(data, FolderDataset):
-            return [_folder_spec(root.name, root)]
-        return [DataSpec(root.name, lambda s: middlebury_dataset(root, s), 0)]
-    if not root.is_dir():
-        raise DepthSRError(f"{root}: no such folder")
-    if (root / "meta.json").is_file() or any((p / "rgb.png").is_file() for p in root.iterdir()):
-        return [_folder_spec(root.name, root)]
-    sets = [p for p in sorted(root.iterdir()) if (p / "meta.json").is_file()]
-    if not sets:
-        raise DepthSRError(f"{root}: neither an RGB-D folder set nor a folder of sets (no meta.json found)")
-    specs = []
-    for p in sets:
-        if read_meta(p).get("role") == "train":
-            print(f"skipping {p.name}: marked role 'train' (not for evaluation)")
-            continue
-        specs.append(_folder_spec(p.name, p))
-    return specs
 
 
 def label(ratio: float) -> str:
@@ -200,7 +145,7 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def _cells(spec: DataSpec, scales: list[float], protocol: str, notes: list[str]) -> list[float | None]:
+def _cells(spec: EvalSet, scales: list[float], protocol: str, notes: list[str]) -> list[float | None]:
     """The ratios to evaluate a data set at (None: each pair's measured lr at its own ratio)."""
     if protocol != "real":
         return list(scales)

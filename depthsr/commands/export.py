@@ -12,8 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from depthsr.checkpoint import as_scales, build_network, read_model_file, save_network, write_sha256_record
 from depthsr.errors import DepthSRError
+from depthsr.methods.digests import write_sha256_record
+from depthsr.methods.model_file import as_scales, read_model_file, save_network
+from depthsr.methods.network import build_network
 
 RESULT_COLUMNS = ("method", "dataset", "scale", "protocol", "units", "images", "rmse", "mae")
 

@@ -20,8 +20,6 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from depthsr.baselines import Bicubic
-from depthsr.checkpoint import resolve_method
 from depthsr.data.io import (
     DEPTH_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -31,8 +29,11 @@ from depthsr.data.io import (
     write_depth,
     write_image,
 )
+from depthsr.data.sample import valid_mask
 from depthsr.errors import DepthSRError
-from depthsr.method import MIN_TILE, Method, check_ratio, check_valid, ratio_label, resolve_device
+from depthsr.methods.baselines import Bicubic
+from depthsr.methods.method import MIN_TILE, Method, check_ratio, check_valid, ratio_label, resolve_device
+from depthsr.methods.network import resolve_method
 from depthsr.visualize import side_by_side
 
 RGB_SUFFIXES = IMAGE_SUFFIXES
@@ -105,14 +106,18 @@ def upsample_pair(method: Method, rgb_path: Path, depth_path: Path, out: Path, s
             raise DepthSRError(f"{gt_path} is {gh} x {gw}, the result {big_h} x {big_w}")
         gt = gt[..., :big_h, :big_w]  # as the protocols crop the ground truth to a multiple of the scale
     invalid = check_valid(lr, str(depth_path))
-    result = method(lr, rgb)
     info = {"out": out, "ratio": ratio, "invalid": invalid, "size": (big_h, big_w)}
-    if gt is not None:
-        from depthsr.metrics import per_image_errors, per_image_rmse  # torchmetrics: imported only when needed
+    if gt is None:
+        result = method(lr, rgb)
+    else:  # the evaluation step of `compare` and `test`, on this one image in its own units
+        from depthsr.evaluate import evaluation_step  # torchmetrics: imported only when needed
+        from depthsr.metrics import DepthMetrics
 
-        bicubic = Bicubic()(lr, rgb)
-        for key, pred in (("rmse", result), ("rmse_bicubic", bicubic)):
-            info[key] = float(per_image_rmse(per_image_errors(pred[None], gt[None])))
+        batch = {"lr": lr[None], "rgb": rgb[None], "depth": gt[None], "valid": valid_mask(gt)[None]}
+        metric, reference = DepthMetrics(), DepthMetrics()
+        result = evaluation_step(method, batch, metric)[0]
+        evaluation_step(Bicubic(), batch, reference)
+        info["rmse"], info["rmse_bicubic"] = float(metric.compute()["rmse"]), float(reference.compute()["rmse"])
     picture = side_by_side(rgb, lr, result) if preview is not None else None
     existed = out.exists()
     write_depth(out, result, depth_scale=factor)

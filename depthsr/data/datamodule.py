@@ -12,14 +12,14 @@ import random
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from depthsr.data.degrade import degrade, downsample, is_integer_ratio, misregister, ratio_name
-from depthsr.data.folder import FolderDataset
-from depthsr.data.nyu import NYU_BORDER, NYUv2Dataset, nyu_split
+from depthsr.data.degrade import downsample, is_integer_ratio, misregister, ratio_name
+from depthsr.data.nyu import nyu_split
 from depthsr.data.packaged import PackagedPairs
 from depthsr.data.sample import Sample
-from depthsr.data.synthetic import SyntheticDataset, held_out_scenes
+from depthsr.data.sets import Degraded, EvalSet, ShardSampler, nyu_sets, synthetic_val_set, train_folder
+from depthsr.data.synthetic import SyntheticDataset
 from depthsr.errors import DepthSRError
 
 
@@ -74,26 +74,6 @@ class RandomCrops(Dataset):
         return {**{k: v.contiguous() for k, v in out.items()}, "units": s.get("units", "")}
 
 
-class ShardSampler(DistributedSampler):
-    """Evaluation indices rank, rank + world, ...: every image on exactly one process. Ranks are evened out
-    (Lightning needs a batch on each) with padding indices >= len(dataset), which `Degraded` returns with
-    an all-invalid mask, so the metric never counts them. A DistributedSampler subclass, so Lightning
-    keeps it as it is."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        super().__init__(dataset, shuffle=False)
-        n = len(dataset)
-        per_rank = -(-n // self.num_replicas)
-        self.indices = [i if i < n else n + i % n for i in range(self.rank, per_rank * self.num_replicas,
-                                                                  self.num_replicas)]
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
 class DegradeCollate:
     """Stacks training crops and adds `lr`, at one ratio and one protocol drawn per batch.
 
@@ -127,32 +107,6 @@ class DegradeCollate:
             batch["rgb"] = misregister(batch["rgb"], self.max_shift)
         batch["scale"] = torch.tensor(float(scale))
         return batch
-
-
-class Degraded(Dataset):
-    """Full evaluation images at one scale under a protocol, with the metric's border crop."""
-
-    def __init__(self, base: Dataset, scale: int, protocol: str, noise: float = 0.01, crop: int = 0) -> None:
-        self.base, self.scale, self.protocol, self.noise, self.crop = base, scale, protocol, noise, crop
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> Sample:
-        padding, index = index >= len(self.base), index % len(self.base)  # see ShardSampler
-        gen = torch.Generator().manual_seed(index)  # the noisy protocol's noise is fixed per image
-        s = degrade(self.base[index], self.scale, self.protocol, self.noise, gen)
-        s["crop"] = self.crop
-        if padding:
-            s["valid"] = torch.zeros_like(s["valid"])
-        return s
-
-
-def _train_folder(path: str) -> FolderDataset:
-    ds = FolderDataset(path)
-    if ds.role != "train":
-        raise DepthSRError(f"{path}: meta.json marks this set role '{ds.role}'; only 'train' sets may be trained on")
-    return ds
 
 
 class DSRDataModule(pl.LightningDataModule):
@@ -230,7 +184,7 @@ class DSRDataModule(pl.LightningDataModule):
         if stage != "fit":
             return
         sizes = [hp.num_train - min(hp.val_count, hp.num_train - 1) if hp.mat_path is not None else 0, hp.synthetic,
-                 hp.packaged_repeats, *(len(_train_folder(p)) * hp.folder_repeats for p in hp.train_folders or [])]
+                 hp.packaged_repeats, *(len(train_folder(p)) * hp.folder_repeats for p in hp.train_folders or [])]
         crops = sum(sizes) * hp.repeats
         if crops < hp.batch_size:
             raise DepthSRError(f"only {crops} training crops per epoch, fewer than the batch size {hp.batch_size}: "
@@ -243,30 +197,28 @@ class DSRDataModule(pl.LightningDataModule):
         def cache(ds: Dataset) -> Dataset:
             return Cached(ds) if hp.cache else ds
 
-        self.val_sets: list[tuple[str, Dataset, int]] = []  # (name, dataset, border crop)
-        self.test_sets: list[tuple[str, Dataset, int]] = []
+        self.val_sets: list[EvalSet] = []
+        self.test_sets: list[EvalSet] = []
         if hp.mat_path is not None:
-            train_idx, test_idx = nyu_split(hp.mat_path, hp.num_train)
-            n_val = min(hp.val_count, len(train_idx) - 1)
-            train.append(cache(NYUv2Dataset(hp.mat_path, train_idx[: len(train_idx) - n_val])))
-            if n_val > 0:
-                self.val_sets.append(("nyu_val", NYUv2Dataset(hp.mat_path, train_idx[len(train_idx) - n_val :]),
-                                      NYU_BORDER))
-            self.test_sets.append(("nyu_test", NYUv2Dataset(hp.mat_path, test_idx), NYU_BORDER))
+            nyu_train, nyu_val, nyu_test = nyu_sets(hp.mat_path, hp.num_train, hp.val_count)
+            train.append(cache(nyu_train))
+            self.val_sets += [nyu_val] if nyu_val is not None else []
+            self.test_sets.append(nyu_test)
         if hp.synthetic:
             train.append(cache(SyntheticDataset(hp.synthetic, (hp.crop, hp.crop), seed=0)))
             if not self.val_sets:
-                self.val_sets.append(("synthetic_val", held_out_scenes(), 0))
-        train += [Repeated(cache(_train_folder(p)), hp.folder_repeats) for p in hp.train_folders or []]
+                self.val_sets.append(synthetic_val_set())
+        train += [Repeated(cache(train_folder(p)), hp.folder_repeats) for p in hp.train_folders or []]
         if hp.packaged_repeats:
             train.append(PackagedPairs(hp.packaged_repeats))
         self.train_set = RandomCrops(ConcatDataset(train), hp.crop, hp.repeats)
 
-    def _eval_loaders(self, sets: list[tuple[str, Dataset, int]]) -> list[DataLoader]:
+    def _eval_loaders(self, sets: list[EvalSet]) -> list[DataLoader]:
         loaders = []
-        for _, ds, border in sets:
+        for spec in sets:
             for scale in self.scales:
-                data = Degraded(ds, scale, self.hparams.protocol, self.hparams.noise, border)
+                data = Degraded(spec.open(scale), scale, self.hparams.protocol, self.hparams.noise, spec.border,
+                                spec.name)
                 sampler = None
                 if torch.distributed.is_available() and torch.distributed.is_initialized():
                     sampler = ShardSampler(data)
@@ -277,8 +229,9 @@ class DSRDataModule(pl.LightningDataModule):
         return loaders
 
     def eval_names(self, stage: str) -> list[str]:
+        """The names its evaluation loaders give their images' `eval_set`, in loader order."""
         sets = self.val_sets if stage == "val" else self.test_sets
-        return [f"{name}_{ratio_name(scale)}" for name, _, _ in sets for scale in self.scales]
+        return [f"{spec.name}_{ratio_name(scale)}" for spec in sets for scale in self.scales]
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

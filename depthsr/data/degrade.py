@@ -173,3 +173,23 @@ def degrade(
         out["lr"] = downsample(out["depth"], scale, protocol, noise, generator, sample.get("units", ""))
     out["scale"] = scale
     return out  # type: ignore[return-value]
+
+
+MIN_LR_SIDE = 2  # smallest side (pixels) of a low-resolution input made by a protocol
+
+
+def evaluation_sample(sample: Sample, scale: float | None, protocol: str, noise: float, index: int) -> Sample:
+    """Evaluation image `index` of a set degraded by `protocol` at `scale`, its noise drawn from a generator
+    seeded by the index, so every table (compare, test, validation) sees the same inputs. `scale` None: protocol
+    'real' with the pair's measured `lr` at its own ratio."""
+    name = sample.get("name", "sample")
+    if scale is None:
+        if "lr" not in sample:
+            raise DepthSRError(f"{name}: protocol 'real' needs a measured lr input")
+        scale = sample["depth"].shape[-1] / sample["lr"].shape[-1]
+    elif protocol != "real":
+        height, width = sample["depth"].shape[-2:]
+        if min(height, width) / scale < MIN_LR_SIDE:
+            raise DepthSRError(f"{name}: {height} x {width} is too small for x{scale:g} (the low-resolution input "
+                               f"would be under {MIN_LR_SIDE} pixels on a side)")
+    return degrade(sample, scale, protocol, noise, torch.Generator().manual_seed(index))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import kornia.filters as kf
 import torch
 
-from depthsr.method import Method
+from depthsr.methods.method import Method
 from depthsr.ops.resize import bicubic_resize
 
 

@@ -1,0 +1,94 @@
+"""Trained networks as methods: the network a model file describes, built and run through the shared method
+wrapper; `resolve_method` turns a name (baseline, 'default' or a model file) into a method."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from depthsr import __version__
+from depthsr.errors import DepthSRError
+from depthsr.methods.baselines import BASELINES
+from depthsr.methods.digests import read_sha256_record
+from depthsr.methods.method import Method
+from depthsr.methods.model_file import ModelFile, read_model_file
+from depthsr.models import MODEL_NAMES, GuidedDSRNet, build_model
+
+CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "depthsr_default.safetensors"
+
+
+class NetworkMethod(Method):
+    """A trained network under the method interface."""
+
+    def __init__(self, model: nn.Module, name: str = "network", scales: tuple[float, ...] | None = None,
+                 ratio_range: tuple[float, float] | None = None) -> None:
+        self.model, self.name, self.scales, self.ratio_range = model.eval(), name, scales, ratio_range
+
+    def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        param = next(self.model.parameters())
+        return self.model(lr.to(param), rgb.to(param)).to(lr.dtype)
+
+
+
+def _known_keywords() -> set[str]:
+    params = inspect.signature(GuidedDSRNet).parameters
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {"preset", *(name for name, p in params.items() if p.kind in kinds)} - {"conv"}
+
+
+def build_network(path: str | Path, source: ModelFile) -> nn.Module:
+    """The network a model file describes, its weights loaded; one line naming the writer's version when this
+    depthsr does not know the architecture or a keyword."""
+    name, kwargs, writer = source.name, source.kwargs, source.writer
+    if name not in MODEL_NAMES:
+        raise DepthSRError(f"{path}: written by depthsr {writer} for a network {name!r} that this depthsr "
+                           f"{__version__} does not know (it knows {', '.join(MODEL_NAMES)}); upgrade depthsr")
+    unknown = sorted(set(kwargs) - _known_keywords())
+    if unknown:
+        raise DepthSRError(f"{path}: written by depthsr {writer} with network keyword(s) {', '.join(unknown)} that "
+                           f"this depthsr {__version__} does not know; upgrade depthsr")
+    try:
+        model = build_model(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise DepthSRError(f"{path}: written by depthsr {writer}: {str(err).splitlines()[0]} in this depthsr "
+                           f"{__version__}; upgrade depthsr") from None
+    try:
+        model.load_state_dict(source.state)
+    except RuntimeError:
+        raise DepthSRError(f"{path}: weights do not fit the '{name}' network {kwargs} of this depthsr {__version__} "
+                           f"(written by depthsr {writer})") from None
+    return model.eval()
+
+
+def load_network(path: str | Path, sha256: str | None = None) -> tuple[nn.Module, tuple[float, ...] | None]:
+    """(model, trained scales) from a .safetensors of `depthsr export`, an earlier .pt or a Lightning .ckpt of
+    `depthsr fit`; `sha256`, if given, must be the file's (else a NAME.sha256 beside it is checked)."""
+    source = read_model_file(path, sha256)
+    return build_network(path, source), source.scales
+
+
+def resolve_method(spec: str) -> Method:
+    """A method from a name: a baseline ('bicubic', 'jbu', 'guided'), 'default' or a checkpoint path."""
+    if spec in BASELINES:
+        return BASELINES[spec]()
+    if spec == "default":
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise DepthSRError(f"{DEFAULT_CHECKPOINT}: the shipped default model is missing; reinstall depthsr "
+                               "or pass a model file")
+        return network_method(DEFAULT_CHECKPOINT, "default", read_sha256_record(DEFAULT_CHECKPOINT))
+    path = Path(spec)
+    if not path.exists():
+        raise DepthSRError(f"unknown method {spec!r}: not one of {', '.join([*BASELINES, 'default'])} "
+                           "and no such checkpoint file")
+    return network_method(path, path.stem)
+
+
+def network_method(path: Path, name: str, sha256: str | None = None) -> NetworkMethod:
+    """The network of a model file under the method interface, with the ratios it was trained for."""
+    source = read_model_file(path, sha256)
+    ratio_range = source.info.get("ratio_range")
+    return NetworkMethod(build_network(path, source), name, source.scales,
+                         tuple(ratio_range) if ratio_range else None)
