@@ -60,7 +60,7 @@ def test_network_predicts_a_residual_over_bicubic_and_trains():
         torch.testing.assert_close(net(lr, rgb), bicubic_resize(lr, (32, 32)) + 0.25)
     net = build_model("paka", width=16, blocks=1)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in range(2):  # the guidance path waits one step for the zero-initialised attention layers
+    for _ in range(3):  # zero-initialised: the residual head opens on the first step, the attention layers next
         opt.zero_grad()
         F.l1_loss(net(lr, rgb), gt).backward()
         opt.step()
@@ -69,13 +69,14 @@ def test_network_predicts_a_residual_over_bicubic_and_trains():
 
 @pytest.mark.parametrize("name", ["paka", "plain", "pac"])
 def test_every_parameter_of_every_twin_gets_a_gradient(name):
-    """Each branch does work (and DDP needs no find_unused_parameters): after two steps (zero-initialised
-    attention layers open on the first), every parameter has a non-zero gradient."""
+    """Each branch does work (and DDP needs no find_unused_parameters): after three steps (the
+    zero-initialised residual head opens on the first, the attention layers on the second), every parameter has a
+    non-zero gradient."""
     torch.manual_seed(0)
     net = build_model(name, width=16, blocks=1)
     lr, rgb, gt = torch.rand(2, 1, 6, 7), torch.rand(2, 3, 24, 28), torch.rand(2, 1, 24, 28)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in range(2):
+    for _ in range(3):
         opt.zero_grad()
         F.l1_loss(net(lr, rgb), gt).backward()
         opt.step()

@@ -246,7 +246,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output depth (.png, .npy, .pfm) or, in folder mode, a folder")
     p.add_argument("--scale", type=float,
                    help="the ratio RGB / depth, to check it (default: taken from the sizes; need not be whole)")
-    p.add_argument("--checkpoint", help="a model file to use instead of the shipped default model, or a baseline")
+    p.add_argument("--checkpoint", help="a model file to use instead of the shipped default model, the shipped 'tof' "
+                   "model (depth from a real time-of-flight sensor), or a baseline")
     p.add_argument("--depth-scale", type=float, dest="depth_scale",
                    help="PNG depth values per unit (default: 1000 for 16-bit, i.e. mm -> m; 1 for 8-bit)")
     p.add_argument("--preview", help="write a colour-mapped RGB | LR | result image (folder mode: any value)")

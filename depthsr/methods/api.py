@@ -48,6 +48,6 @@ class Upsampler:
 
 
 def load(name: str = "default", device: str = "auto") -> Upsampler:
-    """'default' (the shipped model), a model file (.safetensors, .ckpt, .pt) or a baseline ('bicubic', 'jbu',
+    """'default' or 'tof' (the shipped models), a model file (.safetensors, .ckpt, .pt) or a baseline ('bicubic', 'jbu',
     'guided'), run on `device` ('auto': a GPU when present)."""
     return Upsampler(resolve_method(name).to(resolve_device(device)))

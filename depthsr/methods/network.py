@@ -1,5 +1,5 @@
 """Trained networks as methods: the network a model file describes, built and run through the shared method
-wrapper; `resolve_method` turns a name (baseline, 'default' or a model file) into a method."""
+wrapper; `resolve_method` turns a name (baseline, a shipped model or a model file) into a method."""
 from __future__ import annotations
 
 import inspect
@@ -18,6 +18,8 @@ from depthsr.models import MODEL_NAMES, GuidedDSRNet, build_model
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "depthsr_default.safetensors"
+# the shipped models by name: 'default' (benchmark protocol) and 'tof' (depth from real time-of-flight sensors)
+SHIPPED = {"default": DEFAULT_CHECKPOINT, "tof": CHECKPOINT_DIR / "depthsr_tof.safetensors"}
 
 
 class NetworkMethod(Method):
@@ -71,17 +73,18 @@ def load_network(path: str | Path, sha256: str | None = None) -> tuple[nn.Module
 
 
 def resolve_method(spec: str) -> Method:
-    """A method from a name: a baseline ('bicubic', 'jbu', 'guided'), 'default' or a checkpoint path."""
+    """A method from a name: a baseline ('bicubic', 'jbu', 'guided'), a shipped model ('default', 'tof') or a
+    checkpoint path."""
     if spec in BASELINES:
         return BASELINES[spec]()
-    if spec == "default":
-        if not DEFAULT_CHECKPOINT.is_file():
-            raise DepthSRError(f"{DEFAULT_CHECKPOINT}: the shipped default model is missing; reinstall depthsr "
-                               "or pass a model file")
-        return network_method(DEFAULT_CHECKPOINT, "default", read_sha256_record(DEFAULT_CHECKPOINT))
+    if spec in SHIPPED:
+        path = SHIPPED[spec]
+        if not path.is_file():
+            raise DepthSRError(f"{path}: the shipped '{spec}' model is missing; reinstall depthsr or pass a model file")
+        return network_method(path, spec, read_sha256_record(path))
     path = Path(spec)
     if not path.exists():
-        raise DepthSRError(f"unknown method {spec!r}: not one of {', '.join([*BASELINES, 'default'])} "
+        raise DepthSRError(f"unknown method {spec!r}: not one of {', '.join([*BASELINES, *SHIPPED])} "
                            "and no such checkpoint file")
     return network_method(path, path.stem)
 
