@@ -45,6 +45,16 @@ def _paka(ach, sp):
 
 
 @triton.jit
+def _tap(x_ptr, b, c, c_ok, oy, ox, p_ok, t, C, H, W, PH, PW, D, K: tl.constexpr, ACC: tl.constexpr):
+    """x_c(i + t): tap t of output pixels (oy, ox) of image(s) b, channels c, zero outside the image and where
+    not p_ok: BLOCK_C x BLOCK_P. b is one image or one per pixel."""
+    iy, ix = oy - PH + (t // K) * D, ox - PW + (t % K) * D
+    inside = p_ok & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+    return tl.load(x_ptr + (b * C + c[:, None]) * (H * W) + (iy * W + ix)[None, :],
+                   mask=c_ok[:, None] & inside[None, :], other=0.0).to(ACC)
+
+
+@triton.jit
 def _forward(
     x_ptr, w_ptr, b_ptr, ch_ptr, sp_ptr, y_ptr,
     C, H, W, OC, HO, WO, PH, PW, D,
@@ -68,10 +78,7 @@ def _forward(
             ach = tl.load(ch_ptr + (b * C + c[:, None]) * n + p[None, :], mask=c_ok[:, None] & p_ok[None, :],
                           other=0.0).to(ACC)
         for t in range(KK):
-            iy, ix = oy - PH + (t // K) * D, ox - PW + (t % K) * D
-            inside = p_ok & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-            xv = tl.load(x_ptr + (b * C + c[:, None]) * (H * W) + (iy * W + ix)[None, :],
-                         mask=c_ok[:, None] & inside[None, :], other=0.0).to(ACC)  # BLOCK_C x BLOCK_P
+            xv = _tap(x_ptr, b, c, c_ok, oy, ox, p_ok, t, C, H, W, PH, PW, D, K, ACC)  # BLOCK_C x BLOCK_P
             sp = tl.load(sp_ptr + (b * KK + t) * n + p, mask=p_ok, other=0.0).to(ACC)
             if MODE == 0:
                 u = xv * _paka(ach, sp[None, :])
@@ -128,10 +135,7 @@ def _backward_modulation(
         for t in range(KK):
             gu = _grad_taps(w_ptr, gy_ptr, b, c, c_ok, t, p, p_ok, C, OC, n, KK, ACC, DOT, PRECISION,
                             BLOCK_O, BLOCK_C, BLOCK_P)
-            iy, ix = oy - PH + (t // K) * D, ox - PW + (t % K) * D
-            inside = p_ok & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-            xv = tl.load(x_ptr + (b * C + c[:, None]) * (H * W) + (iy * W + ix)[None, :],
-                         mask=c_ok[:, None] & inside[None, :], other=0.0).to(ACC)
+            xv = _tap(x_ptr, b, c, c_ok, oy, ox, p_ok, t, C, H, W, PH, PW, D, K, ACC)
             if MODE == 0:
                 sp = tl.load(sp_ptr + (b * KK + t) * n + p, mask=p_ok, other=0.0).to(ACC)
                 m = _paka(ach, sp[None, :])
@@ -202,10 +206,7 @@ def _backward_weight(
         j_ok = j < end
         b, p = j // n, j % n
         oy, ox = p // WO, p % WO
-        iy, ix = oy - PH + (t // K) * D, ox - PW + (t % K) * D
-        inside = j_ok & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        xv = tl.load(x_ptr + (b[None, :] * C + c[:, None]) * (H * W) + (iy * W + ix)[None, :],
-                     mask=c_ok[:, None] & inside[None, :], other=0.0).to(ACC)  # BLOCK_C x BLOCK_P
+        xv = _tap(x_ptr, b, c, c_ok, oy, ox, j_ok, t, C, H, W, PH, PW, D, K, ACC)  # BLOCK_C x BLOCK_P
         sp = tl.load(sp_ptr + (b * KK + t) * n + p, mask=j_ok, other=0.0).to(ACC)
         if MODE == 0:
             ach = tl.load(ch_ptr + (b[None, :] * C + c[:, None]) * n + p[None, :],
