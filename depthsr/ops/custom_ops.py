@@ -67,7 +67,9 @@ def _fake_grads(x: Tensor, inputs: tuple[Tensor, ...], needs: list[bool]) -> tup
 def _no_autocast(x: Tensor) -> contextlib.AbstractContextManager:
     """Autocast off inside the ops (the engines choose their own precision) on devices that have autocast."""
     device = x.device.type
-    return torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else contextlib.nullcontext()
+    if not torch.amp.is_autocast_available(device):  # meta tensors, for one
+        return contextlib.nullcontext()
+    return torch.autocast(device, enabled=False)
 
 
 def _forward(call: ConvCall, bias: Tensor | None) -> Tensor:  # B x O x H_out x W_out
