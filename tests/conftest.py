@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -40,3 +41,25 @@ def nyu_file(tmp_path_factory, shared) -> Path:
     path = tmp_path_factory.mktemp("nyu") / "nyu_tiny.mat"
     write_nyu_file(path, np.stack(rgbs), np.stack(depths).astype(np.float32))
     return path
+
+
+@pytest.fixture(params=["native", "portable"])
+def engine(request, monkeypatch) -> str:
+    """The CPU engine of PAKA/PAC under test; 'native' must really be available (CI has a C compiler)."""
+    from depthsr.ops import native
+
+    if request.param == "portable":
+        monkeypatch.setenv("DEPTHSR_NATIVE", "0")
+    else:
+        monkeypatch.delenv("DEPTHSR_NATIVE", raising=False)
+        assert native.kernels(torch.float64) is not None, "the native kernels did not build"
+    return request.param
+
+
+@pytest.fixture(params=[1 << 20, 37], ids=["one-slab", "many-slabs"])
+def slab_size(request, monkeypatch, engine) -> int:
+    """Elements of one CPU slab: every image in one slab, or in many (each engine, see ``engine``)."""
+    from depthsr.ops import slab_engine
+
+    monkeypatch.setitem(slab_engine.SLAB_ELEMENTS, "cpu", request.param)
+    return request.param

@@ -1,19 +1,29 @@
 """The fast PAKA/PAC operators against their unfold references, gradients by gradcheck.
 
 Every fast-path test runs on both CPU paths (the fused native kernels, and the portable PyTorch slab
-path that accelerators and compiler-less machines use), with one slab per image and with many.
+path that compiler-less machines and CUDA fallbacks use), with one slab per image and with many; the
+``device`` tests run what ``paka_conv2d`` picks on each device (on CUDA: the Triton kernels).
 """
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from op_inputs import DEVICES
 from op_inputs import paka_inputs as _inputs
+from torch.utils._python_dispatch import TorchDispatchMode
 
-import depthsr.ops.slab_engine as slab_engine
 from depthsr.errors import DepthSRError
-from depthsr.ops import native, pac_conv2d, pac_conv2d_reference, paka_conv2d, paka_conv2d_reference
-from depthsr.ops.modulated_conv import FACTORISED_LIMIT
+from depthsr.ops import (
+    custom_ops,
+    fused_cpu,
+    pac_conv2d,
+    pac_conv2d_reference,
+    paka_conv2d,
+    paka_conv2d_reference,
+    slab_engine,
+)
+from depthsr.ops.modulation import FACTORISED_LIMIT
 
 CASES = [  # B, C, O, H, W, k, dilation, padding
     (2, 3, 5, 7, 9, 3, 1, None),
@@ -28,27 +38,30 @@ CASES = [  # B, C, O, H, W, k, dilation, padding
 ]
 
 
-@pytest.fixture(params=["native", "portable"])
-def engine(request, monkeypatch):
-    """The CPU path under test; 'native' must really be available (CI has a C compiler)."""
-    if request.param == "portable":
-        monkeypatch.setenv("DEPTHSR_NATIVE", "0")
-    else:
-        monkeypatch.delenv("DEPTHSR_NATIVE", raising=False)
-        assert native.kernels(torch.float64) is not None, "the native kernels did not build"
-    return request.param
+def _spy(monkeypatch, calls: list[str]) -> None:
+    """Record every engine call (module.function) the dispatcher makes."""
+    for module in (fused_cpu, slab_engine):
+        for name in ("forward", "backward"):
+            real, label = getattr(module, name), f"{module.__name__.rsplit('.', 1)[1]}.{name}"
+            monkeypatch.setattr(module, name, lambda *a, _real=real, _label=label: calls.append(_label) or _real(*a))
 
 
-@pytest.fixture(params=[1 << 20, 37], ids=["one-slab", "many-slabs"])
-def slab_size(request, monkeypatch, engine):
-    monkeypatch.setitem(slab_engine.SLAB_ELEMENTS, "cpu", request.param)
-    return request.param
-
-
-def test_dispatch_takes_the_path_under_test(engine):
+def test_dispatch_takes_the_path_under_test(engine, monkeypatch):
+    calls: list[str] = []
+    _spy(monkeypatch, calls)
     x, w, b, a_ch, a_sp = (t.requires_grad_() for t in _inputs(1, 2, 2, 5, 5, 3, 1, None))
-    backward = paka_conv2d(x, w, b, a_ch, a_sp).grad_fn.name()
-    assert backward == {"native": "FusedModulatedConv2dBackward", "portable": "SlabModulatedConv2dBackward"}[engine]
+    paka_conv2d(x, w, b, a_ch, a_sp).sum().backward()
+    module = {"native": "fused_cpu", "portable": "slab_engine"}[engine]
+    assert calls == [f"{module}.forward", f"{module}.backward"]
+
+
+def test_huge_logits_and_half_precision_take_the_slab_path(monkeypatch):
+    """The native kernels read factors only: logits beyond the factorised range, or bfloat16, go to the slab."""
+    calls: list[str] = []
+    _spy(monkeypatch, calls)
+    for scale, dtype in ((50.0, torch.float64), (1.0, torch.bfloat16)):
+        paka_conv2d(*_inputs(1, 2, 2, 5, 5, 3, 1, None, scale=scale, dtype=dtype))
+    assert calls == ["slab_engine.forward", "slab_engine.forward"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -155,16 +168,119 @@ def test_no_grad_non_contiguous_and_batch_one():
     torch.testing.assert_close(y_nobias, paka_conv2d_reference(x, w, None, a_ch, a_sp), rtol=1e-12, atol=1e-12)
 
 
-def test_autocast_bfloat16_runs_close_to_float32():
-    x, w, b, a_ch, a_sp = _inputs(2, 8, 8, 16, 16, 3, 1, None, dtype=torch.float32)
+@pytest.mark.parametrize("case", [CASES[1], CASES[5]], ids=["k5-dilation2", "k5-padding1x3"])
+def test_portable_fold_by_one_launch_equals_reference(case, monkeypatch):
+    """Off the CPU the portable backward folds each slab's tap gradients into dL/dx with one F.fold: the same
+    code run here on the CPU, over many slabs, against the reference's gradients."""
+    monkeypatch.setenv("DEPTHSR_NATIVE", "0")
+    monkeypatch.setattr(slab_engine, "TAPWISE_FOLD", set())
+    monkeypatch.setitem(slab_engine.SLAB_ELEMENTS, "cpu", 37)
+    *shape, d, padding = case
+    args = [t.requires_grad_() for t in _inputs(*shape, d, padding)]
+    y = paka_conv2d(*args, padding=padding, dilation=d)
+    gy = torch.randn(y.shape, dtype=torch.float64)
+    ref = torch.autograd.grad(paka_conv2d_reference(*args, padding=padding, dilation=d), args, gy)
+    for got, want in zip(torch.autograd.grad(y, args, gy), ref):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)
+
+
+class _Recorder(TorchDispatchMode):
+    """Every aten operation run under it, with its arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append((func, args, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def _portable_ops_off_the_cpu(k: int) -> list[tuple]:
+    """The operations of one PAKA forward and backward through the op's bodies on meta tensors (a device that
+    is not the CPU: the dispatcher sends it to the slab path, and a value read from it raises)."""
+    x, w, b, a_ch, a_sp = (t.to("meta") for t in _inputs(2, 4, 3, 16, 12, k, 1, None, dtype=torch.float32))
+    pad = k // 2
+    with _Recorder() as rec:
+        y, m_ch, m_sp, _ = custom_ops.paka_forward(x, w, b, a_ch, a_sp, pad, pad, 1)
+        assert m_ch.numel() == m_sp.numel() == 0  # off the CPU the backward reads the logits themselves
+        custom_ops.paka_backward(torch.ones_like(y), x, w, a_ch, a_sp, None, pad, pad, 1, [True] * 4)
+    return rec.ops
+
+
+def test_portable_path_off_the_cpu_never_waits_for_the_device():
+    """Issue 10: no host sync per PAKA call (no .item()/float() of a device tensor, no host tensor copied in),
+    and backward's launches per slab do not grow with k*k (one F.fold, not k*k strided additions)."""
+    launches = {}
+    for k in (3, 5):
+        ops = _portable_ops_off_the_cpu(k)
+        assert not [f for f, *_ in ops if f is torch.ops.aten._local_scalar_dense.default]
+        tensors = [a for _, args, kwargs in ops for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        assert {t.device.type for t in tensors} == {"meta"}
+        launches[k] = sum(not f.is_view for f, *_ in ops)
+    assert launches[3] == launches[5] < 100, launches  # two images, one slab each
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mode", ["paka", "pac"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_fast_equals_reference_on_device(device, mode, dtype, tol, monkeypatch):
+    """What the op runs on each device (CPU: native kernels; CUDA: Triton, or the slab path for float64),
+    forward and every gradient, against the float64 reference."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 would be a different precision
+    x, w, b, a_ch, a_sp = _inputs(2, 20, 24, 11, 13, 3, 2, None)
+    if mode == "pac":
+        a_ch, a_sp = None, torch.sigmoid(a_sp)
+    fast_fn, ref_fn = (paka_conv2d, paka_conv2d_reference) if mode == "paka" else (pac_conv2d, pac_conv2d_reference)
+    ref_args = [t for t in (x, w, b, a_ch, a_sp) if t is not None]
+    ref_args = [t.to(dtype).double().requires_grad_() for t in ref_args]
+    ref = ref_fn(*ref_args, dilation=2)
+    gy = torch.randn(ref.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ref_grads = torch.autograd.grad(ref, ref_args, gy)
+    args = [t.detach().to(device, dtype).requires_grad_() for t in ref_args]
+    y = fast_fn(*args, dilation=2)
+    assert y.device.type == device and y.dtype == dtype
+    grads = torch.autograd.grad(y, args, gy.to(device, dtype))
+    scale = lambda t: t.abs().max().item()  # noqa: E731
+    torch.testing.assert_close(y.cpu().double(), ref, rtol=tol, atol=tol * scale(ref))
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got.cpu().double(), want, rtol=tol, atol=tol * scale(want))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_bfloat16_runs_close_to_float32(device):
+    autocast_device = device if device == "cuda" else "cpu"
+    x, w, b, a_ch, a_sp = _inputs(2, 8, 8, 16, 16, 3, 1, None, dtype=torch.float32, device=device)
     ref = paka_conv2d(x, w, b, a_ch, a_sp)
     args = tuple(t.clone().requires_grad_() for t in (x, w, b, a_ch, a_sp))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(autocast_device, dtype=torch.bfloat16):
         y = paka_conv2d(*args)
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), ref, rtol=5e-2, atol=0.5)
     y.float().sum().backward()
     assert all(a.grad is not None and torch.isfinite(a.grad).all() for a in args)
+    assert args[1].grad.dtype == args[2].grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_weight_gradient_accumulates_in_float32(device, monkeypatch):
+    """Under bfloat16 autocast, over many slabs (CPU) or many pixel chunks (CUDA), the float32 weight's gradient
+    stays within a few bfloat16 roundings of the exact gradient of the rounded inputs: summed in bfloat16, the
+    error would grow with the number of slabs."""
+    monkeypatch.setitem(slab_engine.SLAB_ELEMENTS, "cpu", 2000)  # about 150 slabs
+    autocast_device = device if device == "cuda" else "cpu"
+    x, w, b, a_ch, a_sp = _inputs(2, 8, 8, 60, 50, 3, 1, None, dtype=torch.float32, device=device)
+    w = w.requires_grad_()
+    with torch.autocast(autocast_device, dtype=torch.bfloat16):
+        y = paka_conv2d(x, w, b, a_ch, a_sp)
+    gy = torch.ones_like(y)
+    (grad_w,) = torch.autograd.grad(y, w, gy)
+    rounded = [t.to(torch.bfloat16).double().cpu() for t in (x, w, b, a_ch, a_sp)]
+    rounded[1].requires_grad_()
+    (exact,) = torch.autograd.grad(paka_conv2d_reference(*rounded), rounded[1], gy.double().cpu())
+    assert grad_w.dtype == torch.float32
+    error = (grad_w.cpu().double() - exact).abs().max() / exact.abs().max()
+    assert error < 2 ** -7, f"relative error {error:.2e}"
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from depthsr.ops.modulated_conv import modulated_conv2d, modulated_conv2d_reference, modulation_reference
+from depthsr.ops.modulated_conv import modulated_conv2d, modulated_conv2d_reference
+from depthsr.ops.modulation import modulation_reference
 from depthsr.ops.validate import ConvGeometry, check_modulated_conv, resolve_padding
 
 

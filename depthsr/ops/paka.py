@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from depthsr.ops.modulated_conv import modulated_conv2d, modulated_conv2d_reference, modulation_reference
+from depthsr.ops.modulated_conv import modulated_conv2d, modulated_conv2d_reference
+from depthsr.ops.modulation import modulation_reference
 from depthsr.ops.validate import ConvGeometry, check_modulated_conv
 
 

@@ -1,19 +1,33 @@
-"""The portable path of the modulated convolution: PyTorch operations on one slab of output rows at a time.
+"""The portable engine of the modulated convolution: PyTorch operations on one slab of output rows at a time.
 
 Each slab of one image is unfolded into a reused buffer, modulated in place and multiplied by the weight
 in one GEMM, so the working set is a few megabytes whatever the image size; backward recomputes each slab
-instead of saving it. Runs on any device and dtype (the fused CPU path covers float32/float64 on the CPU).
+instead of saving it. Runs on any device and dtype (the fused CPU path covers float32/float64 on the CPU,
+the Triton kernels CUDA where they apply).
+
+Off the CPU every operation is a kernel launch, so the path keeps them few: slabs are large, the PAKA
+modulation is read as logits (no value-dependent choice, hence no wait for the device), and backward folds
+a slab's tap gradients into dL/dx with one ``F.fold`` (on the CPU k*k strided additions are faster). Under
+half precision the weight gradient is accumulated across slabs in float32.
 """
 from __future__ import annotations
 
-import torch
+from collections.abc import Iterator
 
+import torch
+import torch.nn.functional as F
+
+from depthsr.ops.engine import ConvCall, Grads, Needs, accumulation_dtype
+from depthsr.ops.modulation import Modulation
 from depthsr.ops.validate import ConvGeometry
 
 # Elements of one unfolded slab (C*k*k x rows*W_out) on the CPU: it stays in cache, and the GEMM per
 # slab is still efficient. Accelerators prefer far larger launches.
 SLAB_ELEMENTS = {"cpu": 1 << 20}
 SLAB_ELEMENTS_DEFAULT = 1 << 24
+# Devices on which backward folds a slab's tap gradients into dL/dx by k*k strided additions (faster on the
+# CPU); elsewhere one ``F.fold`` per slab, one launch instead of k*k.
+TAPWISE_FOLD = {"cpu"}
 
 
 def slab_rows(geo: ConvGeometry, device: torch.device) -> int:
@@ -22,7 +36,7 @@ def slab_rows(geo: ConvGeometry, device: torch.device) -> int:
     return max(1, min(geo.out_height, budget // (geo.in_channels * geo.taps * geo.out_width)))
 
 
-def slabs(geo: ConvGeometry, rows: int):
+def slabs(geo: ConvGeometry, rows: int) -> Iterator[tuple[int, int, int]]:
     """(image, first output row, end output row) of every slab."""
     for i in range(geo.batch):
         for r0 in range(0, geo.out_height, rows):
@@ -42,7 +56,6 @@ class _Buffers:
         self.cols = x.new_empty(c * kk * n)
         self.work = x.new_empty(c * kk * n)
         self.mod = x.new_empty(c * kk * n) if paka else None
-        self.two = x.new_tensor(2.0)
 
     def _padded(self, x: torch.Tensor, r0: int, r1: int) -> tuple[torch.Tensor, int, int, int]:
         """The padded buffer for the input rows that output rows [r0, r1) read, and which rows of x they are:
@@ -72,41 +85,42 @@ class _Buffers:
         geo = self.geo
         pw = geo.padding[1]
         pad, lo, hi, start = self._padded(grad_x, r0, r1)
-        pad.zero_()
         c, k, d, rows, wo = geo.in_channels, geo.kernel_size, geo.dilation, r1 - r0, geo.out_width
-        g = gcols.view(c, k, k, rows, wo)
-        for ky in range(k):
-            for kx in range(k):
-                pad[:, ky * d : ky * d + rows, kx * d : kx * d + wo] += g[:, ky, kx]
+        if grad_x.device.type in TAPWISE_FOLD:
+            pad.zero_()
+            g = gcols.view(c, k, k, rows, wo)
+            for ky in range(k):
+                for kx in range(k):
+                    pad[:, ky * d : ky * d + rows, kx * d : kx * d + wo] += g[:, ky, kx]
+        else:  # one launch instead of k*k
+            pad = F.fold(gcols.reshape(1, c * k * k, rows * wo), tuple(pad.shape[1:]), k, dilation=d)[0]
         grad_x[i, :, lo:hi] += pad[:, lo - start : hi - start, pw : pw + grad_x.shape[3]]
 
-    def modulation(
-        self, mod: tuple[torch.Tensor | None, torch.Tensor, bool], i: int, r0: int, r1: int
-    ) -> torch.Tensor:  # paka: C x k*k x n (a reused buffer); kernel: 1 x k*k x n (a view)
-        """m(c, t, i) of the slab from (e_ch or a_ch or None, e_sp or a_sp or kernel, factorised)."""
-        ch, sp, factorised = mod
+    def modulation(self, mod: Modulation, i: int, r0: int, r1: int) -> torch.Tensor:
+        """m(c, t, i) of the slab: PAKA C x k*k x n (a reused buffer), PAC 1 x k*k x n (a view)."""
         geo = self.geo
         c, kk, n = geo.in_channels, geo.taps, (r1 - r0) * geo.out_width
-        sp = sp[i, :, r0:r1].reshape(1, kk, n)
-        if ch is None:
+        sp = mod.sp[i, :, r0:r1].reshape(1, kk, n)
+        if mod.kind == "kernel":
             return sp
-        ch = ch[i, :, r0:r1].reshape(c, 1, n)
+        ch = mod.ch[i, :, r0:r1].reshape(c, 1, n)
         m = self.mod[: c * kk * n].view(c, kk, n)
-        if not factorised:
+        if mod.kind == "logits":
             return torch.add(ch, sp, out=m).tanh_().add_(1)
-        torch.mul(ch, sp, out=m).add_(1)
-        return torch.div(self.two, m, out=m)
+        return torch.mul(ch, sp, out=m).add_(1).reciprocal_().mul_(2)  # 2 / (1 + e^(-2 a_ch) e^(-2 a_sp))
 
     def scratch(self, n: int) -> torch.Tensor:  # C x k*k x n
         return self.work[: self.geo.in_channels * self.geo.taps * n].view(self.geo.in_channels, self.geo.taps, n)
 
 
-def _forward(x, weight, bias, mod, geo: ConvGeometry) -> torch.Tensor:
+def forward(call: ConvCall, bias: torch.Tensor | None) -> torch.Tensor:  # B x O x H_out x W_out
+    """y = W (m * taps) + b, one GEMM per slab."""
+    x, weight, mod, geo = call
     o, wo = geo.out_channels, geo.out_width
     w2 = weight.reshape(o, -1)
     y = x.new_empty(geo.batch, o, geo.out_height, wo)
     y_flat = y.view(geo.batch, o, -1)
-    buf = _Buffers(x, geo, mod[0] is not None)
+    buf = _Buffers(x, geo, mod.kind != "kernel")
     for i, r0, r1 in slabs(geo, buf.rows):
         u = buf.unfold(x, i, r0, r1)
         u.mul_(buf.modulation(mod, i, r0, r1))
@@ -116,13 +130,18 @@ def _forward(x, weight, bias, mod, geo: ConvGeometry) -> torch.Tensor:
     return y
 
 
-def _backward(grad_y, x, weight, mod, geo: ConvGeometry, needs: tuple[bool, ...]):
+def backward(call: ConvCall, grad_y: torch.Tensor, needs: Needs) -> Grads:  # grad_y: B x O x H_out x W_out
+    """The gradients in ``needs``, each slab recomputed; the weight's summed over slabs in float32 for half
+    precision (each slab's product rounded once)."""
+    x, weight, mod, geo = call
     c, o, kk, wo = geo.in_channels, geo.out_channels, geo.taps, geo.out_width
-    need_x, need_w, need_b, need_ch, need_sp = needs
-    paka = mod[0] is not None
+    need_x, need_w, need_ch, need_sp = needs
+    paka = mod.kind != "kernel"
+    need_ch = need_ch and paka
     w2 = weight.reshape(o, c * kk)
     grad_x = torch.zeros_like(x) if need_x else None
-    grad_w = torch.zeros_like(w2) if need_w else None
+    acc = accumulation_dtype(x.dtype)
+    grad_w = torch.zeros(w2.shape, dtype=acc, device=x.device) if need_w else None
     grad_ch = x.new_empty(geo.batch, c, geo.out_height, wo) if need_ch else None
     grad_sp = x.new_empty(geo.batch, kk, geo.out_height, wo) if need_sp else None
     grad_y = grad_y.reshape(geo.batch, o, -1)
@@ -134,7 +153,11 @@ def _backward(grad_y, x, weight, mod, geo: ConvGeometry, needs: tuple[bool, ...]
         m = buf.modulation(mod, i, r0, r1)
         work = buf.scratch(n)
         if need_w:
-            grad_w.addmm_(gy, torch.mul(cols, m, out=work).view(c * kk, n).t())
+            u = torch.mul(cols, m, out=work).view(c * kk, n)
+            if acc == x.dtype:
+                grad_w.addmm_(gy, u.t())
+            else:
+                grad_w += torch.mm(gy, u.t())
         if not (need_x or need_ch or need_sp):
             continue
         gu = torch.mm(w2.t(), gy).view(c, kk, n)  # gradient of the modulated taps
@@ -148,25 +171,5 @@ def _backward(grad_y, x, weight, mod, geo: ConvGeometry, needs: tuple[bool, ...]
                     grad_ch[i, :, r0:r1] = gm.sum(1).view(c, r1 - r0, wo)
             if need_sp:
                 grad_sp[i, :, r0:r1] = gm.sum(0).view(kk, r1 - r0, wo)
-    grad_w = grad_w.view_as(weight) if need_w else None
-    grad_b = grad_y.sum((0, 2)) if need_b else None
-    return grad_x, grad_w, grad_b, grad_ch, grad_sp
-
-
-class SlabModulatedConv2d(torch.autograd.Function):
-    """apply(x, weight, bias, a_ch, a_sp, e_ch, e_sp, geo): the slab path; e_ch/e_sp are the PAKA factors
-    (None: PAKA by tanh of the logits, or PAC when a_ch is None)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, a_ch, a_sp, e_ch, e_sp, geo: ConvGeometry):
-        ch, sp, factorised = (e_ch, e_sp, True) if e_ch is not None else (a_ch, a_sp, False)
-        ctx.save_for_backward(x, weight, ch, sp)
-        ctx.geo, ctx.factorised = geo, factorised
-        return _forward(x, weight, bias, (ch, sp, factorised), geo)
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x, weight, ch, sp = ctx.saved_tensors
-        mod = (ch, sp, ctx.factorised)
-        grads = _backward(grad_y.contiguous(), x, weight, mod, ctx.geo, ctx.needs_input_grad[:5])
-        return (*grads, None, None, None)
+    grad_w = grad_w.view(weight.shape) if need_w else None
+    return grad_x, grad_w, grad_ch, grad_sp
