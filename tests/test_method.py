@@ -12,9 +12,8 @@ from depthsr.methods.network import NetworkMethod, load_network
 from depthsr.methods.tiling import _axis_tiles
 from depthsr.models import build_model
 from depthsr.ops.resize import bicubic_resize
+from op_inputs import DEVICES
 
-DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                               reason="no CUDA GPU"))]
 
 
 def _net() -> torch.nn.Module:

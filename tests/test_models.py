@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from depthsr.models import HierarchicalPAKA, PACConv2d, PAKAConv2d, PlainConv2d, build_model
 from depthsr.ops import paka_conv2d_reference
 from depthsr.ops.resize import bicubic_resize
+from op_inputs import DEVICES
 
 
 def test_fresh_paka_layer_is_plain_convolution():
@@ -19,14 +20,38 @@ def test_fresh_paka_layer_is_plain_convolution():
                                rtol=1e-13, atol=1e-13)
 
 
-def test_trained_paka_layer_matches_reference_with_its_own_branches():
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_trained_paka_layer_matches_reference_with_its_own_branches(device, dtype, tol):
     torch.manual_seed(1)
-    layer = PAKAConv2d(4, 3, kernel_size=5).double()
+    layer = PAKAConv2d(4, 3, kernel_size=5).to(device, dtype)
     for p in layer.parameters():
         torch.nn.init.normal_(p, std=0.3)
-    x = torch.randn(1, 4, 8, 10, dtype=torch.float64)
+    x = torch.randn(1, 4, 8, 10, dtype=dtype, device=device)
     ref = paka_conv2d_reference(x, layer.weight, layer.bias, layer.channel_attention(x), layer.spatial_attention(x))
-    torch.testing.assert_close(layer(x), ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer(x), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["paka", "plain", "pac"])
+def test_network_on_a_device_equals_the_cpu_float64_network(device, name):
+    """The whole network (every guided layer perturbed off its zero start) on `device` in float32 gives the
+    float64 CPU network's output and input gradient."""
+    torch.manual_seed(0)
+    net = build_model(name, width=8, blocks=1).double()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    lr, rgb = torch.rand(1, 1, 6, 7, dtype=torch.float64) + 1, torch.rand(1, 3, 24, 28, dtype=torch.float64)
+    lr.requires_grad_(True)
+    ref = net(lr, rgb)
+    ref.square().sum().backward()
+    moved = build_model(name, width=8, blocks=1).to(device)
+    moved.load_state_dict({k: v.float() for k, v in net.state_dict().items()})
+    lr_d = lr.detach().float().to(device).requires_grad_(True)
+    out = moved(lr_d, rgb.float().to(device))
+    out.square().sum().backward()
+    torch.testing.assert_close(out.double().cpu(), ref.detach(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(lr_d.grad.double().cpu(), lr.grad, rtol=1e-3, atol=1e-3)
 
 
 def test_pac_layer_and_hpm_shapes_and_gradients():

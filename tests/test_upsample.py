@@ -15,11 +15,10 @@ from depthsr.data.io import read_depth, write_depth
 from depthsr.methods.model_file import save_network
 from depthsr.models import build_model
 from depthsr.ops.resize import bicubic_resize
+from op_inputs import DEVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "checkpoints" / "depthsr_default.safetensors"
-DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                               reason="no CUDA GPU"))]
 
 
 @pytest.fixture()
