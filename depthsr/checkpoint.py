@@ -35,7 +35,8 @@ from depthsr.errors import DepthSRError
 from depthsr.method import Method
 from depthsr.models import MODEL_NAMES, GuidedDSRNet, build_model
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+# package data, so a non-editable install ships it; the repo's checkpoints/ links to the same files
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "depthsr_default.safetensors"
 FORMAT = "depthsr-model/1"  # the metadata layout below; a reader refuses any other
 UNITS = ("depth in and out in the caller's own units; the network sees the LR depth min-max normalised per "

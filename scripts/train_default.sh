@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Reproduce checkpoints/depthsr_default.safetensors: train with the project's own pipeline on procedural scenes
+# Reproduce depthsr/weights/depthsr_default.safetensors (the package data checkpoints/ links to): train with the project's own pipeline on procedural scenes
 # textured with photographs, the Middlebury 2005 training pairs and the Motorcycle pair bundled with scikit-image
 # (about 1 hour 50 minutes on 2 CPU cores; on a GPU: scripts/train_default.sh --trainer.accelerator gpu), measure it on the
 # evaluation pairs of ../shared/data, and export the best checkpoint with its recipe, data and headline numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEPTHSR=${DEPTHSR:-.venv/bin/depthsr}
-OUT=checkpoints/depthsr_default.safetensors
+OUT=depthsr/weights/depthsr_default.safetensors  # not checkpoints/: export would replace the link
 DATA="procedural scenes (depthsr.data.synthetic, 3000 at 128 x 128, photo textures from scikit-image), \
 ../shared/data/middlebury2005 (role: train), Middlebury 2014 Motorcycle (bundled with scikit-image); \
 stage 1: bicubic (70 %) and tof (30 %) degradations, stage 2: bicubic only; x4/x8/x16 (70 %) and random ratios \
