@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from depthsr.data.io import read_rgb8
 from depthsr.data.packaged import bundled_data_dir
 from depthsr.data.sample import Sample, valid_mask
 
@@ -31,9 +32,8 @@ def photo_bank() -> tuple[np.ndarray, ...]:  # each h x w x 3 float32 in 0..1
         return ()
     photos = []
     for name in PHOTOS:
-        image = cv2.imread(str(root / name), cv2.IMREAD_COLOR)
-        if image is not None:
-            photos.append(image[..., ::-1].astype(np.float32) / 255.0)
+        if (root / name).is_file():
+            photos.append(read_rgb8(root / name).astype(np.float32) / 255.0)
     return tuple(photos)
 
 
