@@ -166,6 +166,6 @@ class DepthSRCLI(LightningCLI):
                 ckpt = read_torch_file(config["ckpt_path"])
                 trained_by = ckpt.get("wandb_run") if isinstance(ckpt, dict) else None
             for logger in wandb_loggers:
-                configure_wandb(logger, self.subcommand, config["model"]["model"], config["data"]["scales"] or [4],
-                                recipe, trained_by)
+                configure_wandb(logger, self.subcommand or "fit", config["model"]["model"],
+                                config["data"]["scales"] or [4], recipe, trained_by)
         return trainer

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,16 +18,25 @@ from depthsr.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model.preset", "small", "--model.model_kwargs", '{"width": 8, "blocks": 1}', "--data.crop", "64",
         "--data.batch_size", "4", "--data.num_workers", "4", "--data.num_train", "4", "--data.val_count", "1",
-        "--data.repeats", "2", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+        "--data.repeats", "2", "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1",
+        "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
 NOISE = ("Tip:", "args parameter", "LeafSpec", "libpng", "worker processes in total", "anonymous setting")
 
 
-def _run(root: Path) -> tuple[Path, dict]:
-    (run_dir,) = list(root.glob("offline-run-*"))
-    run_file = next(run_dir.glob("run-*.wandb"))
-    (run,) = [r.run for r in records(run_file) if r.WhichOneof("record_type") == "run"][:1]
-    return run_file, run
+def _runs(root: Path) -> dict[str, tuple[Path, object]]:
+    """The offline runs under `root` by job type ('' for fit): (run file, its run record)."""
+    out = {}
+    for run_dir in root.glob("offline-run-*"):
+        run_file = next(run_dir.glob("run-*.wandb"))
+        run = next(r.run for r in records(run_file) if r.WhichOneof("record_type") == "run")
+        out[run.job_type] = (run_file, run)
+    return out
+
+
+def _run(root: Path) -> tuple[Path, object]:
+    (only,) = _runs(root).values()
+    return only
 
 
 @pytest.mark.parametrize("netrc_host,base_url,offline", [
@@ -93,10 +104,14 @@ def test_fit_and_test_runs_read_back_from_their_files(nyu_file, tmp_path, monkey
     assert {"train/lr", "train/loss", "val/rmse"} <= history_keys(fit_file)
 
     best = next(tmp_path.glob("runs/depthsr/*/checkpoints/best-*.ckpt"))
-    (tmp_path / "t").mkdir()
-    monkeypatch.chdir(tmp_path / "t")  # its own folder, so the two runs are told apart
-    assert main(["test", *config, "--ckpt_path", str(best)]) == 0
-    test_file, test_run = _run(tmp_path / "t" / "runs" / "wandb")
+    # a process of its own, as users run it (a second W&B run in one process is not always flushed to its file)
+    done = subprocess.run([sys.executable, "-m", "depthsr", "test", *config, "--ckpt_path", str(best)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = _runs(tmp_path / "runs" / "wandb")
+    assert set(runs) == {"", "test"}
+    test_file, test_run = runs["test"]
     assert test_run.job_type == "test" and test_run.run_group == "nyu_x4"
     assert test_run.display_name.startswith("test paka x4")
     linked = run_config(test_file)["evaluates_run"]
