@@ -118,6 +118,8 @@ def configure_wandb(logger: WandbLogger, subcommand: str, model: str, scales: li
         logger._log_model = True  # best and latest checkpoints, uploaded when training ends
     init["group"], init["name"] = group, name
     logger._name = name
+    if init.get("dir"):  # W&B's service keeps the cwd of the first run in a process: relative dirs would follow it
+        init["dir"] = logger._save_dir = os.path.abspath(init["dir"])
     if init.get("anonymous") is None:
         init.pop("anonymous", None)  # wandb warns about the key even when it is None
 

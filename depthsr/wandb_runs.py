@@ -62,7 +62,7 @@ def log_compare(out: Path, project: str, config: dict) -> None:
 
     offline_without_key()
     datasets = ",".join(sorted({r["dataset"] for r in csv.DictReader(open(out / "results.csv", newline=""))}))
-    run = wandb.init(project=project, job_type="compare", group="compare", dir=str(out), config=config,
+    run = wandb.init(project=project, job_type="compare", group="compare", dir=str(out.resolve()), config=config,
                      name=f"compare {datasets} {datetime.now():%Y-%m-%d %H:%M:%S}",
                      settings=wandb.Settings(silent=True))
     try:
