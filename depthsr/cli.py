@@ -7,22 +7,31 @@
 """
 from __future__ import annotations
 
-import os
+import re
 import sys
-from pathlib import Path
+from argparse import ArgumentError
 
 from depthsr.errors import DepthSRError
-from depthsr.runtime import keep_freed_memory
+from depthsr.runtime import keep_freed_memory, quiet_libraries
+from depthsr.wandb_runs import offline_without_key
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 
-def _wandb_offline_without_key() -> None:
-    """W&B runs offline (sync later) unless an API key or a login is present."""
-    netrc = Path.home() / ".netrc"
-    has_login = netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
-    if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY") and not has_login:
-        os.environ["WANDB_MODE"] = "offline"
+def _refuse_optimizer_options(argv: list[str]) -> None:
+    for arg in argv:
+        name = arg.split("=", 1)[0].split(".", 1)[0]
+        if name in ("--optimizer", "--lr_scheduler"):
+            raise DepthSRError(f"{name}: depthsr trains with AdamW and its own schedule; set --model.lr, "
+                               "--model.weight_decay and --model.scheduler cosine|step (--model.step_size)")
+
+
+def _one_line(err: Exception) -> str:
+    """jsonargparse's error (several lines) as one: 'Parser key "model.loss": Expected a typing.Literal[...]'."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    text = re.sub(r'Parser key "([^"]+)":', r"--\1:", text)
+    text = re.sub(r"Expected a typing\.Literal\[(.*?)\]\.", r"expected one of \1,", text)
+    return text.replace("Got value:", "got").replace("Key ", "").replace("Unrecognized", "unrecognized")
 
 
 def run_lightning(argv: list[str]) -> None:
@@ -30,9 +39,14 @@ def run_lightning(argv: list[str]) -> None:
     from depthsr.lit import DSRModule
     from depthsr.training import DepthSRCLI, LogConfig
 
-    _wandb_offline_without_key()
-    DepthSRCLI(DSRModule, DSRDataModule, args=argv, save_config_callback=LogConfig,
-               save_config_kwargs={"overwrite": True})
+    _refuse_optimizer_options(argv)
+    offline_without_key()
+    try:
+        DepthSRCLI(DSRModule, DSRDataModule, args=argv, save_config_callback=LogConfig,
+                   save_config_kwargs={"overwrite": True}, parser_kwargs={"exit_on_error": False},
+                   auto_configure_optimizers=False)
+    except ArgumentError as err:
+        raise DepthSRError(_one_line(err)) from None
     import wandb
 
     if wandb.run is not None:  # close the run now, so its files are complete when the command returns
@@ -42,6 +56,7 @@ def run_lightning(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()
+    quiet_libraries()
     try:
         if argv and argv[0] in LIGHTNING_COMMANDS:
             run_lightning(argv)

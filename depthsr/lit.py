@@ -1,6 +1,8 @@
 """The LightningModule: thin glue between the network, the loss, the optimiser and the metric."""
 from __future__ import annotations
 
+from typing import Literal
+
 import pytorch_lightning as pl
 import torch
 
@@ -35,11 +37,13 @@ class DSRModule(pl.LightningModule):
         init_weights: a model file (.safetensors, .pt or .ckpt) whose weights the network starts from.
     """
 
-    def __init__(self, model: str = "paka", preset: str = "small", model_kwargs: dict | None = None, lr: float = 2e-4,
-                 weight_decay: float = 1e-4, scheduler: str = "cosine", step_size: int = 30, loss: str = "l1",
-                 norm: str = "lr", log_images: int = 2, init_weights: str | None = None) -> None:
+    def __init__(self, model: Literal["paka", "pac", "plain"] = "paka", preset: Literal["small", "base"] = "small",
+                 model_kwargs: dict | None = None, lr: float = 2e-4, weight_decay: float = 1e-4,
+                 scheduler: Literal["cosine", "step"] = "cosine", step_size: int = 30, loss: Literal["l1", "l2"] = "l1",
+                 norm: Literal["lr", "gt"] = "lr", log_images: int = 2, init_weights: str | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # not logged by Lightning: the CLI logs the whole config, where `model` is this section (depthsr.training)
+        self.save_hyperparameters(logger=False)
         self.model = build_model(model, preset, **(model_kwargs or {}))
         if init_weights is not None:  # fine-tuning: start from a model file's weights (read without unpickling)
             self.model.load_state_dict(read_model_file(init_weights).state)
@@ -58,7 +62,6 @@ class DSRModule(pl.LightningModule):
         err = (pred - target)[valid]
         loss = err.abs().mean() if self.hparams.loss == "l1" else err.square().mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=pred.shape[0])
         return loss
 
     def _metric(self, stage: str, batch: dict) -> DepthMetrics:
@@ -121,12 +124,12 @@ class DSRModule(pl.LightningModule):
         opt = torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=hp.weight_decay)
         if hp.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=0.5)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch", "name": "train/lr"}}
         if hp.scheduler != "cosine":
             raise ValueError(f"unknown scheduler {hp.scheduler!r}; choose 'cosine' or 'step'")
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=max(1, int(self.trainer.estimated_stepping_batches)), eta_min=learning_rate * 0.01)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "train/lr"}}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         trainer = self._trainer  # None when loaded without a Trainer (load_from_checkpoint)

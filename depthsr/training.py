@@ -1,15 +1,19 @@
 """Lightning callbacks and helpers the CLI wires in."""
 from __future__ import annotations
 
+import os
 import random
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import yaml
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import WandbLogger
 
 from depthsr.errors import DepthSRError
 from depthsr.methods.torch_file import read_torch_file
@@ -94,12 +98,62 @@ def resume_at_next_epoch(checkpoint: dict, step_bounded: bool) -> None:
 
 
 class LogConfig(SaveConfigCallback):
-    """Saves the resolved CLI config beside the run and puts all of it in the logger's run config (W&B)."""
+    """Saves the resolved CLI config beside the run and puts all of it in the logger's run config (W&B): the
+    sections as they are (`model` is the model section; Lightning's own flat hyper-parameter logging is off).
+    In W&B, `val/rmse` is summarised as its minimum."""
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
         for logger in trainer.loggers:
             logger.log_hyperparams(config)
+            if isinstance(logger, WandbLogger):
+                logger.experiment.define_metric("val/rmse", summary="min")
+
+
+class WandbRunInfo(pl.Callback):
+    """Records the W&B run (id, name, group, project) in every checkpoint, so `depthsr test|validate` of that
+    checkpoint can link its own run to the one that trained it."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and trainer.global_rank == 0:
+                run = logger.experiment
+                checkpoint["wandb_run"] = {"id": run.id, "name": run.name, "group": run.group or "",
+                                           "project": run.project}
+
+
+def wandb_online() -> bool:
+    return os.environ.get("WANDB_MODE", "online") not in ("offline", "dryrun", "disabled")
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def configure_wandb(logger: WandbLogger, subcommand: str, model: str, scales: list, recipe: str,
+                    trained_by: dict | None = None) -> None:
+    """Before the run starts: a group per recipe (the configured group, else the configured name, else the
+    config file's stem), a run name that says model, scales and time, checkpoints uploaded as artifacts when
+    online, and for test/validate the training run it evaluates (group, and `evaluates_run` in the config)."""
+    init = logger._wandb_init  # read by wandb.init when the run starts (first use of logger.experiment)
+    group = init.get("group") or init.get("name") or recipe
+    ratios = "-".join(f"{float(s):g}" for s in scales)
+    name = f"{model} x{ratios} {group} {datetime.now():%Y-%m-%d %H:%M:%S}"
+    if subcommand != "fit":
+        init["job_type"] = subcommand
+        name = f"{subcommand} {name}"
+        if trained_by:
+            group = trained_by.get("group") or group
+            init["config"] = {**(init.get("config") or {}), "evaluates_run": trained_by}
+            init["notes"] = f"evaluates W&B run {trained_by.get('id')} ({trained_by.get('name')})"
+    elif wandb_online() and not logger._offline and not logger._log_model:
+        logger._log_model = True  # best and latest checkpoints, uploaded when training ends
+    init["group"], init["name"] = group, name
+    logger._name = name
+    if init.get("dir"):  # W&B's service keeps the cwd of the first run in a process: relative dirs would follow it
+        init["dir"] = logger._save_dir = os.path.abspath(init["dir"])
+    if init.get("anonymous") is None:
+        init.pop("anonymous", None)  # wandb warns about the key even when it is None
 
 
 class DepthSRCLI(LightningCLI):
@@ -124,8 +178,28 @@ class DepthSRCLI(LightningCLI):
         if ckpt_path and Path(ckpt_path).is_file():
             read_torch_file(ckpt_path)
 
+    def before_instantiate_classes(self) -> None:
+        data = (self.config[self.subcommand] if self.subcommand else self.config).get("data")
+        if data is not None and data.get("num_workers", 0) > usable_cores():
+            data["num_workers"] = usable_cores()  # more loader workers than cores only slows training down
+
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         check = getattr(self.datamodule, "check", None)
         if check is not None and self.subcommand:
             check(self.subcommand)  # the data first: one line, before the Trainer starts
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if trainer.loggers and not any(isinstance(c, LearningRateMonitor) for c in trainer.callbacks):
+            trainer.callbacks.append(LearningRateMonitor(logging_interval="step"))  # logged as train/lr
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger) and lg._experiment is None]
+        if wandb_loggers:
+            trainer.callbacks.append(WandbRunInfo())
+            recipe = Path(str(config["config"][-1])).stem if config.get("config") else "depthsr"
+            trained_by = None
+            if self.subcommand != "fit" and config.get("ckpt_path") and Path(config["ckpt_path"]).is_file():
+                ckpt = read_torch_file(config["ckpt_path"])
+                trained_by = ckpt.get("wandb_run") if isinstance(ckpt, dict) else None
+            for logger in wandb_loggers:
+                configure_wandb(logger, self.subcommand or "fit", config["model"]["model"],
+                                config["data"]["scales"] or [4], recipe, trained_by)
+        return trainer

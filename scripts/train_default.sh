@@ -4,8 +4,8 @@
 # --trainer.accelerator gpu), measure it on the evaluation pairs of ../shared/data, and export the best checkpoint
 # with its recipe, data and headline numbers.
 #     scripts/train_default.sh [default|tof] [fit options]
-# default -> checkpoints/depthsr_default.safetensors (bicubic-protocol headline numbers);
-# tof     -> checkpoints/depthsr_tof.safetensors (configs/tof_model.yaml on top: 30 % tof batches; numbers on the real
+# default -> depthsr/weights/depthsr_default.safetensors (bicubic-protocol headline numbers);
+# tof     -> depthsr/weights/depthsr_tof.safetensors (configs/tof_model.yaml on top: 30 % tof batches; numbers on the real
 #            ToF pairs of rgbdd under the tof protocol).
 # Stage 0 itself: `git worktree add /tmp/b21d03f b21d03f && /tmp/b21d03f/scripts/train_default.sh` (36 minutes).
 set -euo pipefail
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 DEPTHSR=${DEPTHSR:-.venv/bin/depthsr}
 NAME=${1:-default}
 [ $# -gt 0 ] && shift
-OUT=checkpoints/depthsr_$NAME.safetensors
+OUT=depthsr/weights/depthsr_$NAME.safetensors  # package data (checkpoints/ links to it; export would replace a link)
 RUNS=runs/${NAME}_model
 STAGE0=$RUNS/stage0.safetensors
 STAGE0_SHA256=6ae610bbe4cac85dc24e6fa7a951bd8fd0fde74e4211241b8b8b421e33e22d89

@@ -43,8 +43,8 @@ def test_never_worse_than_bicubic_on_any_eval_image(shared, default, name):
 def test_tof_model_beats_bicubic_on_every_real_tof_pair_under_the_tof_protocol(shared):
     """The shipped 'tof' model (checkpoints/README.md): on the 40 real ToF pairs of rgbdd degraded by the tof
     protocol, no image is worse than bicubic at x4, x8 or x16, and its RMSE is the one recorded in its file."""
-    from depthsr.methods.network import SHIPPED
     from depthsr.methods.model_file import model_info
+    from depthsr.methods.network import SHIPPED
 
     tof = resolve_method("tof")
     data = FolderDataset(shared / "rgbdd")

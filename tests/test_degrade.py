@@ -9,8 +9,16 @@ import torch
 from PIL import Image
 
 from depthsr.data.datamodule import DegradeCollate
-from depthsr.data.degrade import (TofParams, degrade, downsample, lr_size, misregister, ratio_name, shift_image,
-                                   tof_downsample)
+from depthsr.data.degrade import (
+    TofParams,
+    degrade,
+    downsample,
+    lr_size,
+    misregister,
+    ratio_name,
+    shift_image,
+    tof_downsample,
+)
 from depthsr.data.packaged import motorcycle
 from depthsr.data.synthetic import photo_bank, synthetic_scene
 
@@ -90,8 +98,8 @@ def test_tof_shift_moves_the_depth_against_the_rgb():
 
 def test_misregister_moves_the_rgb_by_whole_and_fractional_pixels():
     rgb = torch.rand(2, 3, 12, 16, dtype=torch.float64)
-    one = shift_image(rgb, torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([0.0, -1.0], dtype=torch.float64),
-                      mode="bilinear")
+    dx, dy = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([0.0, -1.0], dtype=torch.float64)
+    one = shift_image(rgb, dx, dy, mode="bilinear")
     torch.testing.assert_close(one[0, :, :, 1:], rgb[0, :, :, :-1])  # right by one pixel, left column repeated
     torch.testing.assert_close(one[0, :, :, 0], rgb[0, :, :, 0])
     torch.testing.assert_close(one[1, :, :-1], rgb[1, :, 1:])  # up by one pixel

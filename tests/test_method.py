@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from op_inputs import DEVICES
 
 from depthsr.errors import DepthSRError
 from depthsr.methods.baselines import BASELINES, Bicubic
@@ -12,8 +13,6 @@ from depthsr.methods.network import NetworkMethod, load_network
 from depthsr.methods.tiling import _axis_tiles
 from depthsr.models import build_model
 from depthsr.ops.resize import bicubic_resize
-from op_inputs import DEVICES
-
 
 
 def _net() -> torch.nn.Module:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from op_inputs import DEVICES
 
 from depthsr.models import HierarchicalPAKA, PACConv2d, PAKAConv2d, PlainConv2d, build_model
 from depthsr.ops import paka_conv2d_reference
 from depthsr.ops.resize import bicubic_resize
-from op_inputs import DEVICES
 
 
 def test_fresh_paka_layer_is_plain_convolution():

@@ -15,8 +15,8 @@ test or read from ../shared/data; nothing is mocked.
   readers, training data, metric, method, compare: the rules that seeded bugs (scripts/mutation_check.py)
              showed no test held
 
-Promises the code or the docs break today are strict xfails naming the break (the profile's GFLOPs, stale
-README / model-card numbers): they flip to failures once fixed, so the xfail can go.
+Promises the code or the docs break today are strict xfails naming the break (stale README / model-card
+numbers): they flip to failures once fixed, so the xfail can go.
 """
 from __future__ import annotations
 
@@ -749,8 +749,6 @@ def test_a_fresh_network_is_exactly_bicubic(name):
         torch.testing.assert_close(net(lr, rgb), bicubic_resize(lr, (32, 32)), rtol=0, atol=0)
 
 
-@pytest.mark.xfail(strict=True, reason="stale README: the plain twin reads the guidance by concatenation since "
-                   "6a39433 (151,529 parameters), the README's profile table still says 91,049")
 def test_readme_parameter_counts_are_the_networks():
     readme = (ROOT / "README.md").read_text()
     for name in ("paka", "pac", "plain"):
@@ -1036,10 +1034,6 @@ def test_profile_counts_every_parameter(capsys):
         assert re.search(rf"^{name}\s+{count:,}\s", out, re.M), out
 
 
-@pytest.mark.xfail(strict=True, reason="real bug: `depthsr profile` leaves PAKA's own products out of its GFLOPs "
-                   "(FlopCounterMode does not see inside the depthsr custom ops, nor oneDNN's products on the native "
-                   "path): 4.97 GFLOPs for paka at 480 x 640 (the README shows 7.89), less than its convolutions "
-                   "and PAKA products alone")
 def test_profile_counts_the_products_of_every_convolution():
     """'GFLOPs (convolutions and matrix products)': at least 2 x O x C x k^2 per output pixel for every
     convolution, PAKA's included, counted here from the layers' shapes."""

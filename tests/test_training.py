@@ -64,7 +64,7 @@ def test_fit_overfits_one_pair_logs_to_wandb_and_checkpoints(nyu_file, tmp_path,
     run_file = next(runs[0].glob("run-*.wandb"))
     config = run_config(run_file)  # the whole resolved CLI config, and the parameter count
     assert config["data"]["mat_path"] == str(nyu_file) and config["trainer"]["max_epochs"] == 8
-    assert config["model"] == "paka" and config["model_kwargs"] == {"width": 16, "blocks": 1}
+    assert config["model"]["model"] == "paka" and config["model"]["model_kwargs"] == {"width": 16, "blocks": 1}
     assert config["parameters"] == sum(p.numel() for p in model.parameters())
     assert {"train/loss", "val/rmse", "val/nyu_val_x4/rmse", "val/nyu_val_x4/mae"} <= history_keys(run_file)
     panels = list((runs[0] / "files" / "media" / "images").rglob("panel_*.png"))

@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from op_inputs import DEVICES
 
 from depthsr.cli import main
 from depthsr.data.io import read_depth, write_depth
 from depthsr.methods.model_file import save_network
 from depthsr.models import build_model
 from depthsr.ops.resize import bicubic_resize
-from op_inputs import DEVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "checkpoints" / "depthsr_default.safetensors"

@@ -49,7 +49,7 @@ def run_config(path: Path) -> dict:
 
 
 def history_keys(path: Path) -> set[str]:
-    """Every metric name the run logged."""
-    return {item.key or "/".join(item.nested_key) for rec in records(path)
+    """Every metric name the run logged (media such as tables and images are nested under their name)."""
+    return {item.key or item.nested_key[0] for rec in records(path)
             if rec.WhichOneof("record_type") == "history"
             for item in rec.history.item}

@@ -10,6 +10,7 @@ import argparse
 import csv
 import io
 import math
+import os
 from pathlib import Path
 
 from tqdm import tqdm
@@ -220,6 +221,11 @@ def run(args: argparse.Namespace) -> int:
     atomic_write(out / "rmse_vs_scale.png", lambda tmp: Path(tmp).write_bytes(picture))
     print(table)
     print(f"wrote {out}/results.csv, results.md, per_image.csv, rmse_vs_scale.png")
+    project = args.wandb_project or os.environ.get("WANDB_PROJECT")
+    if project:
+        from depthsr.wandb_runs import log_compare
+
+        log_compare(out, project, {k: v for k, v in vars(args).items() if k != "run"})
     return 0
 
 
@@ -239,4 +245,6 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto", help="auto (a GPU when present), cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--wandb-project", default=None,
+                   help="also log the tables and the plot as a W&B run of this project (or set WANDB_PROJECT)")
     p.set_defaults(run=run)

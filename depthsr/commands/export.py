@@ -1,7 +1,7 @@
 """`depthsr export`: a Lightning checkpoint of `depthsr fit` (or an earlier .pt) -> a shareable .safetensors
 with its provenance in the metadata, and its sha256 recorded beside it (NAME.safetensors.sha256).
 
-    depthsr export --ckpt runs/.../best.ckpt --out checkpoints/depthsr_default.safetensors --scales 4 8 16 \\
+    depthsr export --ckpt runs/.../best.ckpt --out depthsr/weights/depthsr_default.safetensors --scales 4 8 16 \\
         --recipe configs/default_model.yaml --data "what it was trained on" --results out/compare/results.csv
 """
 from __future__ import annotations

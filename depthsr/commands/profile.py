@@ -2,18 +2,26 @@
 from __future__ import annotations
 
 import argparse
+from unittest import mock
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from depthsr.models import MODEL_NAMES, build_model
+from depthsr.models import MODEL_NAMES, build_model, layers
+from depthsr.ops import pac_conv2d_reference, paka_conv2d_reference
 
 
 def count(name: str, height: int, width: int, scale: int, **kwargs) -> tuple[int, int]:
-    """(parameters, FLOPs of one forward pass) of network `name` for an output of height x width."""
+    """(parameters, FLOPs of one forward pass) of network `name` for an output of height x width.
+
+    FlopCounterMode sees PyTorch's own products only: the native kernels and oneDNN GEMMs of PAKA's fast CPU
+    path are invisible to it and its portable path splits the work into slabs. The guided convolutions are
+    therefore counted through their references (the definition: one O x C*k*k product per output pixel), so
+    every path of the same network counts the same work."""
     model = build_model(name, **kwargs).eval()
     lr, rgb = torch.rand(1, 1, height // scale, width // scale), torch.rand(1, 3, height, width)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with (torch.no_grad(), mock.patch.object(layers, "paka_conv2d", paka_conv2d_reference),
+          mock.patch.object(layers, "pac_conv2d", pac_conv2d_reference), FlopCounterMode(display=False) as counter):
         model(lr, rgb)
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -150,7 +151,7 @@ class DSRDataModule(pl.LightningDataModule):
         tof_share: float = 0.0,
         misregistered: float = 0.0,
         max_shift: float = 2.0,
-        protocol: str = "bicubic",
+        protocol: Literal["bicubic", "point", "noisy", "tof"] = "bicubic",
         noise: float = 0.01,
         crop: int = 256,
         repeats: int = 1,
@@ -159,7 +160,7 @@ class DSRDataModule(pl.LightningDataModule):
         num_workers: int = 2,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the whole config (depthsr.training.LogConfig)
         self.scales = list(scales or [4])
         if any(s <= 1 or crop % s for s in self.scales if is_integer_ratio(s)):
             raise DepthSRError(f"crop {crop} must be a multiple of every integer scale {self.scales}")

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from depthsr.errors import DepthSRError
 
@@ -34,23 +34,38 @@ def read_rgb(path: str | Path) -> torch.Tensor:  # 3 x H x W, float 0..1
 
 
 def read_pfm(path: str | Path) -> np.ndarray:  # H x W float32
-    """A single-channel PFM file (top row first)."""
+    """A PFM file (top row first), read by OpenCV; of a colour PFM, its first (red) channel."""
     path = Path(path)
     with open(path, "rb") as f:
         header = f.readline().strip()
-        if header not in (b"Pf", b"PF"):
-            raise DepthSRError(f"{path}: not a PFM file (header {header[:8]!r})")
-        dims = re.match(rb"^(\d+)\s+(\d+)\s*$", f.readline())
-        if dims is None:
-            raise DepthSRError(f"{path}: malformed PFM size line")
-        width, height = int(dims.group(1)), int(dims.group(2))
-        scale = float(f.readline().strip())
-        channels = 3 if header == b"PF" else 1
-        data = np.frombuffer(f.read(), dtype="<f4" if scale < 0 else ">f4")
-    if data.size != width * height * channels:
-        raise DepthSRError(f"{path}: PFM holds {data.size} values, expected {width * height * channels}")
-    data = data.reshape(height, width, channels)[::-1, :, 0]
-    return np.ascontiguousarray(data.astype(np.float32))
+    if header not in (b"Pf", b"PF"):
+        raise DepthSRError(f"{path}: not a PFM file (header {header[:8]!r})")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our one line, not OpenCV's log
+    try:
+        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        data = None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if data is None:
+        raise DepthSRError(f"{path}: damaged PFM file (malformed size line or truncated data)")
+    if data.ndim == 3:
+        data = data[:, :, 2]  # OpenCV gives BGR
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def read_rgb8(path: str | Path) -> np.ndarray:  # H x W x 3 uint8, RGB
+    """An 8-bit image as RGB; PNGs through Pillow (the same pixels; OpenCV's libpng prints warnings about the
+    colour profiles of some bundled photographs), other formats through OpenCV."""
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DepthSRError(f"{path}: not a readable image")
+    return np.ascontiguousarray(bgr[..., ::-1])
 
 
 def read_depth(path: str | Path, depth_scale: float | None = None) -> torch.Tensor:  # 1 x H x W float32
@@ -128,16 +143,9 @@ def atomic_write(path: Path, write) -> None:
 
 
 def write_pfm(path: str | Path, depth: np.ndarray) -> None:
-    """A single-channel little-endian PFM (stored bottom row first, as the format says)."""
-    depth = np.asarray(depth, dtype="<f4")
-    height, width = depth.shape
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(b"Pf\n%d %d\n-1\n" % (width, height))
-            f.write(np.ascontiguousarray(depth[::-1]).tobytes())
-
-    atomic_write(Path(path), write)
+    """A single-channel little-endian PFM (stored bottom row first, as the format says), written by OpenCV."""
+    depth = np.ascontiguousarray(depth, dtype=np.float32)
+    atomic_write(Path(path), lambda tmp: _imwrite(tmp, depth))
 
 
 def write_depth(path: str | Path, depth: torch.Tensor, depth_scale: float = 1000.0) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from depthsr.data.io import read_rgb8
 from depthsr.data.sample import Sample
 from depthsr.errors import DepthSRError
 
@@ -28,12 +29,12 @@ def motorcycle() -> Sample:
     root = bundled_data_dir()
     if root is None:
         raise DepthSRError("the packaged Motorcycle pair needs scikit-image (pip install scikit-image)")
-    bgr = cv2.imread(str(root / "motorcycle_left.png"), cv2.IMREAD_COLOR)
+    rgb8 = read_rgb8(root / "motorcycle_left.png")
     disparity = np.load(root / "motorcycle_disp.npz", allow_pickle=False)["arr_0"].astype(np.float32)
     valid = np.isfinite(disparity) & (disparity > 0)
     filled = cv2.inpaint(np.where(valid, disparity, 0).astype(np.float32), (~valid).astype(np.uint8), 5,
                          cv2.INPAINT_NS)
-    rgb = torch.from_numpy(bgr[..., ::-1].transpose(2, 0, 1).copy()).float() / 255.0
+    rgb = torch.from_numpy(rgb8.transpose(2, 0, 1).copy()).float() / 255.0
     return {"rgb": rgb, "depth": torch.from_numpy(filled)[None], "valid": torch.from_numpy(valid)[None],
             "units": "disparity", "name": "motorcycle"}
 

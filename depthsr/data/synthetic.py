@@ -2,7 +2,8 @@
 several depths (flat, slanted, curved bumps, folds, thin bars and poles) occluding each other, each textured with
 a crop of a real photograph or a procedural pattern, plus decals that change the colour but not the depth
 (texture edges that are no depth edges, the trap of guided upsampling), lit by a random light so that folds,
-bumps and creases shade the colour as real surfaces do (shading edges that are no depth edges either). Deterministic per seed; depth in metres.
+bumps and creases shade the colour as real surfaces do (shading edges that are no depth edges either).
+Deterministic per seed; depth in metres.
 
 The photographs are the ones scikit-image ships inside its package (no download); without scikit-image the
 textures are procedural only.
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from depthsr.data.io import read_rgb8
 from depthsr.data.packaged import bundled_data_dir
 from depthsr.data.sample import Sample, valid_mask
 
@@ -32,9 +34,8 @@ def photo_bank() -> tuple[np.ndarray, ...]:  # each h x w x 3 float32 in 0..1
         return ()
     photos = []
     for name in PHOTOS:
-        image = cv2.imread(str(root / name), cv2.IMREAD_COLOR)
-        if image is not None:
-            photos.append(image[..., ::-1].astype(np.float32) / 255.0)
+        if (root / name).is_file():
+            photos.append(read_rgb8(root / name).astype(np.float32) / 255.0)
     return tuple(photos)
 
 

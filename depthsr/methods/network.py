@@ -16,7 +16,8 @@ from depthsr.methods.method import Method
 from depthsr.methods.model_file import ModelFile, read_model_file
 from depthsr.models import MODEL_NAMES, GuidedDSRNet, build_model
 
-CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+# package data, so a non-editable install ships them; the repo's checkpoints/ links to the same files
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "depthsr_default.safetensors"
 # the shipped models by name: 'default' (benchmark protocol) and 'tof' (depth from real time-of-flight sensors)
 SHIPPED = {"default": DEFAULT_CHECKPOINT, "tof": CHECKPOINT_DIR / "depthsr_tof.safetensors"}

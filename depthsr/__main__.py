@@ -1,0 +1,6 @@
+"""`python -m depthsr`: the `depthsr` command."""
+import sys
+
+from depthsr.cli import main
+
+sys.exit(main())
