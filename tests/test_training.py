@@ -14,6 +14,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from op_inputs import DEVICES
 from wandb_records import history_keys, run_config
 
 from depthsr.cli import main
@@ -138,9 +139,11 @@ def test_ddp_test_rmse_equals_single_process(nyu_file, trained, tmp_path):
     assert single[0] == pytest.approx(ddp[0], rel=1e-6) and single[0] == pytest.approx(spawn[0], rel=1e-6)
 
 
-def test_ddp_fit_two_processes(nyu_file, tmp_path):
+@pytest.mark.parametrize("kind", ["paka", "plain", "pac"])
+def test_ddp_fit_two_processes(nyu_file, tmp_path, kind):
     cmd = [sys.executable, "-m", "depthsr.cli", "fit", "--config", str(ROOT / "configs" / "nyu_x4.yaml"),
            "--data.mat_path", str(nyu_file), "--data.num_train", "4", "--data.val_count", "1", *TINY[:-4],
+           "--model.model", kind,
            "--data.repeats", "8", "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
            "--trainer.strategy", "ddp", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
            "--trainer.default_root_dir", str(tmp_path)]
@@ -148,6 +151,25 @@ def test_ddp_fit_two_processes(nyu_file, tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(tmp_path.rglob("latest-*.ckpt"))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_fit_steps_on_each_device_and_precision(nyu_file, tmp_path, monkeypatch, device, precision):
+    """Two training steps and a validation pass on `device` under `precision`: the weights move, stay finite, and
+    the validation metric is computed (on the module's device)."""
+    monkeypatch.chdir(tmp_path)
+    args = [a for a in TINY if a not in ("--trainer.accelerator", "cpu")]
+    assert main(["fit", "--config", str(ROOT / "configs" / "nyu_x4.yaml"), "--data.mat_path", str(nyu_file), *args,
+                 "--trainer.accelerator", "gpu" if device == "cuda" else "cpu", "--trainer.precision", precision,
+                 "--data.num_train", "3", "--data.val_count", "1", "--data.repeats", "8", "--trainer.max_steps", "2",
+                 "--trainer.val_check_interval", "2", "--trainer.logger", "false",
+                 "--trainer.default_root_dir", "."]) == 0
+    best = next(tmp_path.rglob("best-*.ckpt"))  # written only once val/rmse was logged
+    assert int(torch.load(best, weights_only=True)["global_step"]) == 2
+    model, _ = load_network(best)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.out.weight.abs().sum() > 0  # the zero-initialised head moved
 
 
 def test_cli_reports_bad_data_in_one_line(tmp_path, capsys):
