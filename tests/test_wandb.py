@@ -98,7 +98,7 @@ def test_fit_and_test_runs_read_back_from_their_files(nyu_file, tmp_path, monkey
     fit_file, fit_run = _run(tmp_path / "runs" / "wandb")
     assert fit_run.display_name.startswith("paka x4 nyu_x4 20") and fit_run.run_group == "nyu_x4"
     cfg = run_config(fit_file)
-    assert cfg["model"]["model"] == "paka" and cfg["model"]["loss"] == "l1" and cfg["data"]["scales"] == [4]
+    assert cfg["model"]["model"] == "paka" and cfg["model"]["loss"] == "l2" and cfg["data"]["scales"] == [4]
     metrics = {r.metric.name: r.metric for r in records(fit_file) if r.WhichOneof("record_type") == "metric"}
     assert metrics["val/rmse"].summary.min
     assert {"train/lr", "train/loss", "val/rmse"} <= history_keys(fit_file)
