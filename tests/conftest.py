@@ -63,3 +63,13 @@ def slab_size(request, monkeypatch, engine) -> int:
 
     monkeypatch.setitem(slab_engine.SLAB_ELEMENTS, "cpu", request.param)
     return request.param
+
+
+@pytest.fixture
+def one_slab(monkeypatch, engine) -> int:
+    """Every image in one CPU slab (each engine): where gradcheck runs; many-slab cases compare gradients with
+    the reference's instead (fast, and it catches the same kernel bugs)."""
+    from depthsr.ops import slab_engine
+
+    monkeypatch.setitem(slab_engine.SLAB_ELEMENTS, "cpu", 1 << 20)
+    return 1 << 20
