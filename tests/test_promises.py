@@ -42,6 +42,7 @@ from depthsr.data.nyu import NUM_TRAIN, write_nyu_file
 from depthsr.errors import DepthSRError
 from depthsr.evaluate import evaluate
 from depthsr.methods.method import Method
+from depthsr.methods.network import DEFAULT_CHECKPOINT
 from depthsr.models import PACConv2d, PAKAConv2d, PlainConv2d, build_model
 from depthsr.ops import pac_conv2d_reference, paka_conv2d_reference
 from depthsr.ops.resize import bicubic_resize
@@ -665,7 +666,7 @@ def test_plain_twin_keeps_the_size_at_every_dilation():
 # ------------------------------------------------------------------------------------------------ shipped model
 
 
-DEFAULT = ROOT / "checkpoints" / "depthsr_default.safetensors"
+DEFAULT = DEFAULT_CHECKPOINT  # the package data checkpoints/ links to
 PINNED = ("crops256", "middlebury2003", "nyu_normalized")  # the sets of the model card's tables
 
 

@@ -14,11 +14,12 @@ from op_inputs import DEVICES
 from depthsr.cli import main
 from depthsr.data.io import read_depth, write_depth
 from depthsr.methods.model_file import save_network
+from depthsr.methods.network import DEFAULT_CHECKPOINT
 from depthsr.models import build_model
 from depthsr.ops.resize import bicubic_resize
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT / "checkpoints" / "depthsr_default.safetensors"
+DEFAULT = DEFAULT_CHECKPOINT  # the package data checkpoints/ links to
 
 
 @pytest.fixture()
