@@ -100,3 +100,35 @@ def test_gradients_not_asked_for_are_not_computed(device):
     assert some[0].numel() == some[2].numel() == 0
     torch.testing.assert_close(some[1], full[1])
     torch.testing.assert_close(some[3], full[3])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_eager_inference_skips_the_op_dispatch_and_equals_it(device, case):
+    """Under no_grad the layers call the op's forward directly (not through torch.ops): the same numbers."""
+    from depthsr.ops import pac_conv2d, paka_conv2d
+
+    *shape, k, d, padding, bias = case
+    x, w, b, a_ch, a_sp = paka_inputs(*shape, k, d, padding, dtype=_dtype(device), device=device)
+    b = b if bias else None
+    pad = (d * (k - 1) // 2,) * 2 if padding is None else ((padding,) * 2 if isinstance(padding, int) else padding)
+    with torch.no_grad():
+        direct = paka_conv2d(x, w, b, a_ch, a_sp, padding=padding, dilation=d)
+        op = torch.ops.depthsr.paka_conv2d(x, w, b, a_ch, a_sp, *pad, d)[0]
+        kernel = torch.sigmoid(a_sp)
+        direct_pac = pac_conv2d(x, w, b, kernel, padding=padding, dilation=d)
+        op_pac = torch.ops.depthsr.pac_conv2d(x, w, b, kernel, *pad, d)
+    assert torch.equal(direct, op) and torch.equal(direct_pac, op_pac)
+
+
+def test_inference_does_not_import_dynamo():
+    """`depthsr upsample`'s forward pass stays lean: a custom op's first call imports torch._dynamo (about
+    170 MB of RSS and a second), so eager inference must not go through one."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom depthsr.models import build_model\nnet = build_model('paka').eval()\n"
+            "with torch.no_grad():\n    net(torch.rand(1, 1, 6, 8), torch.rand(1, 3, 24, 32))\n"
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]

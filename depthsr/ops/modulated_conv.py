@@ -11,6 +11,8 @@ memory) and is kept for tests. ``modulated_conv2d`` computes the same sum withou
 input, through the custom ops ``depthsr::paka_conv2d`` / ``depthsr::pac_conv2d`` (``custom_ops``), which
 pick an engine per call (``dispatch``): fused native kernels on the CPU in float32/float64 (``fused_cpu``),
 fused Triton kernels on CUDA (``triton_conv``), PyTorch operations slab by slab elsewhere (``slab_engine``).
+Plain eager inference (nothing to differentiate, nothing being compiled) calls the same forward without the
+custom op's dispatch, whose first call imports torch._dynamo (about 170 MB and a second per process).
 
 For PAKA on the CPU the per-tap tanh is replaced by the exact identity
 
@@ -25,13 +27,21 @@ from typing import Literal
 
 import torch
 
-from depthsr.ops import custom_ops  # noqa: F401  (registers the depthsr:: ops)
+from depthsr.ops import custom_ops  # registers the depthsr:: ops
 from depthsr.ops.modulation import FACTORISED_LIMIT, modulation_reference
 from depthsr.ops.validate import ConvGeometry
 
 __all__ = ["FACTORISED_LIMIT", "modulated_conv2d", "modulated_conv2d_reference", "modulation_reference"]
 
 Mode = Literal["paka", "kernel"]
+
+
+def _eager_inference(*tensors: torch.Tensor | None) -> bool:
+    """Whether a call is plain eager inference: plain tensors, no graph to record, not under torch.compile."""
+    present = [t for t in tensors if t is not None]
+    if any(type(t) not in (torch.Tensor, torch.nn.Parameter) for t in present) or torch.compiler.is_compiling():
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in present))
 
 
 def modulated_conv2d_reference(
@@ -87,7 +97,10 @@ def modulated_conv2d(
         weight = weight.to(param_dtype)
         bias = None if bias is None else bias.to(param_dtype)
     pad_h, pad_w = geo.padding
+    direct = _eager_inference(x, weight, bias, a_ch, a_sp)
     if mode == "paka":
         a_ch = a_ch.to(dtype).contiguous()
-        return torch.ops.depthsr.paka_conv2d(x, weight, bias, a_ch, a_sp, pad_h, pad_w, geo.dilation)[0]
-    return torch.ops.depthsr.pac_conv2d(x, weight, bias, a_sp, pad_h, pad_w, geo.dilation)
+        paka = custom_ops.paka_forward if direct else torch.ops.depthsr.paka_conv2d
+        return paka(x, weight, bias, a_ch, a_sp, pad_h, pad_w, geo.dilation)[0]
+    pac = custom_ops.pac_forward if direct else torch.ops.depthsr.pac_conv2d
+    return pac(x, weight, bias, a_sp, pad_h, pad_w, geo.dilation)
