@@ -165,3 +165,15 @@ def test_packaged_motorcycle_pair():
     assert s["rgb"].shape == (3, 500, 741) and s["depth"].shape == (1, 500, 741)
     assert torch.isfinite(s["depth"]).all() and 0.85 < float(s["valid"].float().mean()) < 0.99
     assert s["units"] == "disparity"
+
+
+def test_evaluation_refuses_a_ratio_too_large_for_the_shorter_side():
+    """A 24 x 400 image at x16 would have a 1-pixel-high input: refused in one line, whatever the longer side."""
+    from depthsr.data.degrade import MIN_LR_SIDE, evaluation_sample
+    from depthsr.errors import DepthSRError
+
+    depth = 1 + torch.rand(1, 24, 400)
+    sample = {"rgb": torch.rand(3, 24, 400), "depth": depth, "valid": depth > 0, "units": "m", "name": "wide"}
+    with pytest.raises(DepthSRError, match=rf"wide: 24 x 400 is too small for x16 .*under {MIN_LR_SIDE} pixels"):
+        evaluation_sample(sample, 16, "bicubic", 0.0, 0)
+    assert evaluation_sample(sample, 8, "bicubic", 0.0, 0)["lr"].shape == (1, 3, 50)
