@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from depthsr.errors import DepthSRError
 from depthsr.methods.torch_file import read_torch_file
+from depthsr.wandb_runs import wandb_online
 
 
 def rng_state() -> dict:
@@ -120,10 +121,6 @@ class WandbRunInfo(pl.Callback):
                 run = logger.experiment
                 checkpoint["wandb_run"] = {"id": run.id, "name": run.name, "group": run.group or "",
                                            "project": run.project}
-
-
-def wandb_online() -> bool:
-    return os.environ.get("WANDB_MODE", "online") not in ("offline", "dryrun", "disabled")
 
 
 def usable_cores() -> int:

@@ -24,6 +24,11 @@ def wandb_host() -> str:
     return urlparse(url or "https://api.wandb.ai").hostname or "api.wandb.ai"
 
 
+def wandb_online() -> bool:
+    """Whether W&B runs of this process log online (WANDB_MODE, as `offline_without_key` left it)."""
+    return os.environ.get("WANDB_MODE", "online") not in ("offline", "dryrun", "disabled")
+
+
 def offline_without_key() -> None:
     """W&B runs offline (sync later) unless an API key or a login to its server (wandb.ai's, or a self-hosted
     one named by WANDB_BASE_URL or `wandb login --host`) is present."""
@@ -72,3 +77,20 @@ def log_compare(out: Path, project: str, config: dict) -> None:
     finally:
         run.finish()
     print(f"logged to W&B project {project}: run {run.name} ({where})")
+
+
+def log_export(model_file: Path, trained_by: dict) -> None:
+    """The exported model file and its sha256 record as a W&B model artifact, logged by a run of job type
+    `export` in the project and group of the run that trained it (`trained_by`: the checkpoint's `wandb_run`)."""
+    import wandb
+
+    run = wandb.init(project=trained_by.get("project") or "depthsr", group=trained_by.get("group") or None,
+                     job_type="export", name=f"export {model_file.name}", dir=str(model_file.resolve().parent),
+                     config={"exports_run": trained_by}, settings=wandb.Settings(silent=True))
+    try:
+        artifact = wandb.Artifact(model_file.stem, type="model", metadata={"trained_by": trained_by})
+        artifact.add_file(str(model_file))
+        artifact.add_file(str(model_file.with_name(model_file.name + ".sha256")))
+        run.log_artifact(artifact)
+    finally:
+        run.finish()

@@ -138,3 +138,35 @@ def test_compare_logs_its_tables_and_plot(shared, tmp_path, monkeypatch, capsys)
         assert [str(v) for v in table["data"][0]][:3] == rows[1][:3]
     assert list((media / "images" / "compare").glob("rmse_vs_scale_*.png"))
     assert run_config(run_file)["methods"] == ["bicubic,jbu"]
+
+
+def test_export_logs_the_model_file_as_an_artifact_of_its_training_run(tmp_path, monkeypatch):
+    """`depthsr export` of a checkpoint that names its W&B run: online, the .safetensors and its sha256 record
+    become a `model` artifact logged by an `export` run in that run's project and group (read back here from a
+    real offline run file, which is what W&B syncs); a checkpoint without a run, or another format, logs nothing."""
+    import torch
+
+    from depthsr.commands.export import _training_run
+    from depthsr.methods.digests import write_sha256_record
+    from depthsr.methods.model_file import save_network
+    from depthsr.models import build_model
+    from depthsr.wandb_runs import log_export
+
+    trained_by = {"id": "abc123", "name": "paka x4 nyu_x4", "group": "nyu_x4", "project": "depthsr-test"}
+    torch.save({"wandb_run": trained_by}, tmp_path / "run.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "none.ckpt")
+    assert _training_run(tmp_path / "run.ckpt") == trained_by
+    assert _training_run(tmp_path / "none.ckpt") is None and _training_run(tmp_path / "m.safetensors") is None
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    model = tmp_path / "my_model.safetensors"
+    save_network(model, build_model("plain", width=8, blocks=1), "plain", {"width": 8, "blocks": 1}, [4])
+    write_sha256_record(model)
+    log_export(model, trained_by)
+    run_file, run = _run(tmp_path / "wandb")
+    assert run.run_group == "nyu_x4" and run.project == "depthsr-test" and run.job_type == "export"
+    assert run_config(run_file)["exports_run"] == trained_by
+    artifacts = [r.artifact for r in records(run_file) if r.WhichOneof("record_type") == "artifact"]
+    assert [(a.name, a.type) for a in artifacts] == [("my_model", "model")]
+    paths = {e.path for a in artifacts for e in a.manifest.contents}
+    assert paths == {"my_model.safetensors", "my_model.safetensors.sha256"}
