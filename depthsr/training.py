@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from depthsr.errors import DepthSRError
 from depthsr.methods.torch_file import read_torch_file
-from depthsr.wandb_runs import wandb_online
+from depthsr.wandb_runs import training_run, wandb_online
 
 
 def rng_state() -> dict:
@@ -194,8 +194,7 @@ class DepthSRCLI(LightningCLI):
             recipe = Path(str(config["config"][-1])).stem if config.get("config") else "depthsr"
             trained_by = None
             if self.subcommand != "fit" and config.get("ckpt_path") and Path(config["ckpt_path"]).is_file():
-                ckpt = read_torch_file(config["ckpt_path"])
-                trained_by = ckpt.get("wandb_run") if isinstance(ckpt, dict) else None
+                trained_by = training_run(config["ckpt_path"])
             for logger in wandb_loggers:
                 configure_wandb(logger, self.subcommand or "fit", config["model"]["model"],
                                 config["data"]["scales"] or [4], recipe, trained_by)

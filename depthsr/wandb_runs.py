@@ -79,6 +79,18 @@ def log_compare(out: Path, project: str, config: dict) -> None:
     print(f"logged to W&B project {project}: run {run.name} ({where})")
 
 
+def training_run(checkpoint: str | Path) -> dict | None:
+    """The W&B run (id, name, group, project) a Lightning checkpoint (.ckpt) of `depthsr fit` records, if any
+    (exported model files record none)."""
+    from depthsr.methods.torch_file import read_torch_file
+
+    if Path(checkpoint).suffix != ".ckpt":
+        return None
+    ckpt = read_torch_file(checkpoint)
+    run = ckpt.get("wandb_run") if isinstance(ckpt, dict) else None
+    return run if isinstance(run, dict) and run.get("id") else None
+
+
 def log_export(model_file: Path, trained_by: dict) -> None:
     """The exported model file and its sha256 record as a W&B model artifact, logged by a run of job type
     `export` in the project and group of the run that trained it (`trained_by`: the checkpoint's `wandb_run`)."""

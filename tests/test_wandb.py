@@ -146,17 +146,16 @@ def test_export_logs_the_model_file_as_an_artifact_of_its_training_run(tmp_path,
     real offline run file, which is what W&B syncs); a checkpoint without a run, or another format, logs nothing."""
     import torch
 
-    from depthsr.commands.export import _training_run
     from depthsr.methods.digests import write_sha256_record
     from depthsr.methods.model_file import save_network
     from depthsr.models import build_model
-    from depthsr.wandb_runs import log_export
+    from depthsr.wandb_runs import log_export, training_run
 
     trained_by = {"id": "abc123", "name": "paka x4 nyu_x4", "group": "nyu_x4", "project": "depthsr-test"}
     torch.save({"wandb_run": trained_by}, tmp_path / "run.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "none.ckpt")
-    assert _training_run(tmp_path / "run.ckpt") == trained_by
-    assert _training_run(tmp_path / "none.ckpt") is None and _training_run(tmp_path / "m.safetensors") is None
+    assert training_run(tmp_path / "run.ckpt") == trained_by
+    assert training_run(tmp_path / "none.ckpt") is None and training_run(tmp_path / "m.safetensors") is None
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     model = tmp_path / "my_model.safetensors"

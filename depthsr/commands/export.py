@@ -16,8 +16,7 @@ from depthsr.errors import DepthSRError
 from depthsr.methods.digests import write_sha256_record
 from depthsr.methods.model_file import as_scales, read_model_file, save_network
 from depthsr.methods.network import build_network
-from depthsr.methods.torch_file import read_torch_file
-from depthsr.wandb_runs import log_export, wandb_online
+from depthsr.wandb_runs import log_export, training_run, wandb_online
 
 RESULT_COLUMNS = ("method", "dataset", "scale", "protocol", "units", "images", "rmse", "mae")
 
@@ -58,15 +57,6 @@ def read_results(path: Path) -> dict:
     return {"file": path.name, "rows": out}
 
 
-def _training_run(path: Path) -> dict | None:
-    """The W&B run a Lightning checkpoint of `depthsr fit` records (`wandb_run`), if any."""
-    if path.suffix != ".ckpt":
-        return None
-    ckpt = read_torch_file(path)
-    run = ckpt.get("wandb_run") if isinstance(ckpt, dict) else None
-    return run if isinstance(run, dict) and run.get("id") else None
-
-
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
@@ -85,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     name, kwargs = getattr(model, "conv_kind", source.name), getattr(model, "config", source.kwargs)
     save_network(out, model, name, kwargs, scales, info)
     sha = write_sha256_record(out)
-    trained_by = _training_run(Path(args.ckpt))
+    trained_by = training_run(args.ckpt)
     if trained_by and wandb_online():  # the shared file beside the run's checkpoints, where W&B users look
         log_export(out, trained_by)
     missing = [k for k in ("recipe", "training_data", "results") if k not in info]

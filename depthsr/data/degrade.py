@@ -83,13 +83,14 @@ def shift_image(
 
 
 def misregister(
-    rgb: torch.Tensor, max_shift: float, generator: torch.Generator | None = None  # B x 3 x H x W
-) -> torch.Tensor:  # B x 3 x H x W
-    """`rgb` moved against its depth by up to `max_shift` pixels per axis (uniform per image): real rigs, whose
-    depth and colour never line up exactly (the ground truth is then misregistered too, unlike in ``tof``)."""
-    b = rgb.shape[0]
-    offsets = (torch.rand(2, b, generator=generator, dtype=rgb.dtype) * 2 - 1) * max_shift
-    return shift_image(rgb, offsets[0], offsets[1], mode="bilinear")
+    image: torch.Tensor, max_shift: float, generator: torch.Generator | None = None,  # B x C x H x W
+    mode: str = "bilinear",
+) -> torch.Tensor:  # B x C x H x W
+    """`image` moved by up to `max_shift` pixels per axis (uniform per image): real rigs, whose depth and colour
+    never line up exactly. Training moves the RGB against its depth (the ground truth is then misregistered too);
+    ``tof`` moves the depth before its capture ('nearest')."""
+    offsets = (torch.rand(2, image.shape[0], generator=generator, dtype=image.dtype) * 2 - 1) * max_shift
+    return shift_image(image, offsets[0], offsets[1], mode=mode)
 
 
 def tof_downsample(
@@ -101,9 +102,7 @@ def tof_downsample(
 ) -> torch.Tensor:  # B x 1 x h x w
     """A simulated time-of-flight capture of `depth` at `size`; `mm` is one millimetre in depth's units
     (0: no quantisation)."""
-    b = depth.shape[0]
-    offsets = (torch.rand(2, b, generator=generator, dtype=depth.dtype) * 2 - 1) * params.shift
-    shifted = shift_image(depth, offsets[0].view(b), offsets[1].view(b))
+    shifted = misregister(depth, params.shift, generator, mode="nearest")
     lr = F.adaptive_avg_pool2d(shifted, size)  # each pixel integrates its footprint: mixed pixels at edges
     lr = lr * (1 + params.noise * torch.randn(lr.shape, generator=generator, dtype=lr.dtype))
     jump = F.max_pool2d(lr, 3, 1, 1) + F.max_pool2d(-lr, 3, 1, 1)  # local max - local min
