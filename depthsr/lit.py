@@ -45,8 +45,8 @@ class DSRModule(pl.LightningModule):
         # not logged by Lightning: the CLI logs the whole config, where `model` is this section (depthsr.training)
         self.save_hyperparameters(logger=False)
         self.model = build_model(model, preset, **(model_kwargs or {}))
-        if init_weights is not None:  # fine-tuning: start from a model file's weights (read without unpickling)
-            self.model.load_state_dict(read_model_file(init_weights).state)
+        if init_weights is not None:  # fine-tuning: start from a model file's weights (read without unpickling),
+            self.model.load_grown(read_model_file(init_weights).state)  # maybe of the network without full_guided
         self.val_metrics = torch.nn.ModuleList()  # one per evaluation set, in the order the sets first appear
         self.test_metrics = torch.nn.ModuleList()
         self._eval_sets: dict[str, list[str]] = {"val": [], "test": []}  # their names

@@ -93,20 +93,37 @@ def test_network_predicts_a_residual_over_bicubic_and_trains():
 
 
 @pytest.mark.parametrize("name", ["paka", "plain", "pac"])
-def test_every_parameter_of_every_twin_gets_a_gradient(name):
+@pytest.mark.parametrize("full_guided", [False, True])
+def test_every_parameter_of_every_twin_gets_a_gradient(name, full_guided):
     """Each branch does work (and DDP needs no find_unused_parameters): after three steps (the
     zero-initialised residual head opens on the first, the attention layers on the second), every parameter has a
-    non-zero gradient."""
+    non-zero gradient; one step more with the full-resolution guided conv, whose residual scale starts at zero."""
     torch.manual_seed(0)
-    net = build_model(name, width=16, blocks=1)
+    net = build_model(name, width=16, blocks=1, full_guided=full_guided)
     lr, rgb, gt = torch.rand(2, 1, 6, 7), torch.rand(2, 3, 24, 28), torch.rand(2, 1, 24, 28)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in range(3):
+    for _ in range(4 if full_guided else 3):
         opt.zero_grad()
         F.l1_loss(net(lr, rgb), gt).backward()
         opt.step()
     unused = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not unused
+
+
+@pytest.mark.parametrize("name", ["paka", "plain", "pac"])
+def test_a_network_grown_at_full_resolution_starts_equal_to_the_smaller_one(name):
+    torch.manual_seed(4)
+    small = build_model(name, width=8, blocks=1)
+    for p in small.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    grown = build_model(name, width=8, blocks=1, full_guided=True)
+    grown.load_grown(small.state_dict())
+    lr, rgb = torch.rand(1, 1, 6, 7), torch.rand(1, 3, 24, 28)
+    torch.testing.assert_close(grown(lr, rgb), small(lr, rgb), rtol=0, atol=0)
+    assert {"guide0.0.weight", "guided0.weight", "scale0"} <= set(grown.state_dict()) - set(small.state_dict())
+    broken = {k: v for k, v in small.state_dict().items() if not k.startswith("refine0.")}
+    with pytest.raises(RuntimeError, match="refine0"):  # only the no-op parts may be missing
+        grown.load_grown(broken)
 
 
 def test_plain_twin_reads_the_guidance_by_concatenation():

@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         raise DepthSRError(f"{out}: depthsr export writes .safetensors (name it NAME.safetensors)")
     source = read_model_file(args.ckpt)
     model = build_network(args.ckpt, source)  # refuses weights that do not fit before anything is written
+    if args.consistency is not None:
+        model.consistency = args.consistency
+    if args.flip_ensemble:
+        model.flip_ensemble = True
     info = dict(source.info)
     if args.recipe:  # the config file, beside the hyper-parameters the checkpoint itself recorded
         kept = {k: v for k, v in (info.get("recipe") or {}).items() if k in ("model", "data")}
@@ -91,6 +95,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="the .safetensors to write (its sha256 goes to OUT.sha256)")
     p.add_argument("--scales", type=float, nargs="*", help="scales it was trained for (default: from the ckpt)")
     p.add_argument("--recipe", help="the training config (YAML) to record, e.g. configs/default_model.yaml")
+    p.add_argument("--consistency", type=int, metavar="STEPS",
+                   help="back-projection steps the exported network ends in (no parameters, so any trained network "
+                        "can take them; default: as trained)")
+    p.add_argument("--flip-ensemble", action="store_true",
+                   help="the exported network averages its answers for the inputs and their mirror image (twice the "
+                        "time)")
     p.add_argument("--data", help="a description of the data it was trained on, to record")
     p.add_argument("--results", help="a results.csv of depthsr compare: the headline numbers to record")
     p.set_defaults(run=run)

@@ -6,7 +6,10 @@ Data path (H x W is the output size, s the scale):
     rgb (B x 3 x H x W) -> RGB encoder: e0 (H), e1 (H/2), e2 (H/4)                           |
     up -> depth encoder: pixel-unshuffled at H/2 and H/4 -> d1, d2                           |
     guidance g2 = fuse(e2, d2) at H/4 steers the body's PAKA convolutions (hierarchical blocks);
-    the decoder climbs back to H with the RGB features at each level and predicts a residual --+-> out
+    the decoder climbs back to H with the RGB features at each level (at H, with `full_guided`, a guided conv
+    steered by the RGB features and the bicubic depth) and predicts a residual ----------------+-> sum
+    sum (with `flip_ensemble`, in eval mode: averaged with the answer for the mirrored inputs, mirrored back)
+    -> `consistency` back-projection steps (the prediction, resized to h x w, moves towards lr) -> out
 
 The guidance sees depth features as well as RGB ones, so an RGB edge that is no depth edge (texture)
 need not become one. Internally the size is padded to a multiple of 4, so any scale s >= 1 works;
@@ -18,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from depthsr.models.consistency import back_project
 from depthsr.models.layers import HierarchicalPAKA, guided_conv
 from depthsr.ops.resize import bicubic_resize
 
@@ -40,14 +44,21 @@ class GuidedDSRNet(nn.Module):
         width: channels at H/4 (H/2 uses 3/4 of it, H half of it).
         blocks: hierarchical blocks at H/4.
         dilations: dilations inside each hierarchical block.
+        full_guided: a guided residual conv at full resolution, its residual scaled per channel from zero (a no-op to
+            start from, so a network grown from one without it starts equal to it).
+        consistency: back-projection steps at the end (0: none); each moves the prediction towards one whose
+            bicubic downsampling to the input's size equals the input (the LR-consistency of the benchmark protocol).
+        flip_ensemble: in eval mode, average the answers for the inputs and their mirror image (twice the time).
+    The last two have no parameters: `depthsr export --consistency/--flip-ensemble` can add them to a trained network.
     """
 
     def __init__(self, conv: str = "paka", width: int = 32, blocks: int = 2,
-                 dilations: tuple[int, ...] = (1, 2, 4)) -> None:
+                 dilations: tuple[int, ...] = (1, 2, 4), full_guided: bool = False, consistency: int = 0,
+                 flip_ensemble: bool = False) -> None:
         super().__init__()
         c2, c1, c0 = width, width * 3 // 4, width // 2
-        self.conv_kind = conv
-        self.config = {"width": width, "blocks": blocks, "dilations": list(dilations)}
+        self.conv_kind, self.width, self.dilations, self.full_guided = conv, width, list(dilations), full_guided
+        self.consistency, self.flip_ensemble = consistency, flip_ensemble
         self.rgb0 = _conv(3, c0)
         self.rgb1 = _conv(c0, c1, stride=2)
         self.rgb2 = _conv(c1, c2, stride=2)
@@ -60,13 +71,40 @@ class GuidedDSRNet(nn.Module):
         self.refine1 = guided_conv(conv, c1, c1, 3, 1, c1)
         self.merge0 = _conv(c1 + c0, c0, k=1)
         self.refine0 = _conv(c0, c0)
+        if full_guided:
+            self.guide0 = _conv(c0 + 1, c0, k=1)
+            self.guided0 = guided_conv(conv, c0, c0, 3, 1, c0)
+            self.scale0 = nn.Parameter(torch.zeros(1, c0, 1, 1))  # a residual scale from zero: a no-op to start from
         self.out = nn.Conv2d(c0, 1, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # the residual starts at zero: a fresh network is exactly bicubic
         nn.init.zeros_(self.out.bias)
 
+    @property
+    def config(self) -> dict:
+        """The keywords that rebuild this network (what a model file records)."""
+        return {"width": self.width, "blocks": len(self.body), "dilations": self.dilations,
+                "full_guided": self.full_guided, "consistency": self.consistency, "flip_ensemble": self.flip_ensemble}
+
+    def load_grown(self, state: dict[str, torch.Tensor]) -> None:
+        """Load the weights of this network, or of one without the parts that start as no-ops (`full_guided`), which
+        keep their initial values: the grown network starts with the smaller one's output."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        grown = [k for k in missing if k.split(".")[0] in ("guide0", "guided0", "scale0")]
+        if unexpected or len(grown) != len(missing):
+            self.load_state_dict(state)  # raises PyTorch's error naming the keys that do not fit
+
     def forward(
         self, lr: torch.Tensor, rgb: torch.Tensor  # B x 1 x h x w, B x 3 x H x W
     ) -> torch.Tensor:  # B x 1 x H x W
+        pred = self.predict_once(lr, rgb)
+        if self.flip_ensemble and not self.training:  # the mirrored inputs' answer, mirrored back
+            pred = (pred + self.predict_once(lr.flip(-1), rgb.flip(-1)).flip(-1)) / 2
+        return back_project(pred, lr, self.consistency)
+
+    def predict_once(
+        self, lr: torch.Tensor, rgb: torch.Tensor  # B x 1 x h x w, B x 3 x H x W
+    ) -> torch.Tensor:  # B x 1 x H x W
+        """One pass of the network, before the flip ensemble and the consistency steps."""
         height, width = rgb.shape[-2:]
         up = bicubic_resize(lr, (height, width))
         pad = (0, -width % 4, 0, -height % 4)
@@ -87,4 +125,6 @@ class GuidedDSRNet(nn.Module):
         h = h + F.relu(self.refine1(h, self.guide1(torch.cat([e1, d1], 1))))
         h = self.merge0(torch.cat([F.interpolate(h, scale_factor=2.0, mode="bilinear"), e0], 1))
         h = self.refine0(h)
+        if self.full_guided:
+            h = h + self.scale0 * F.relu(self.guided0(h, self.guide0(torch.cat([e0, up_p], 1))))
         return up + self.out(h)[..., :height, :width]
