@@ -5,7 +5,6 @@ import argparse
 from unittest import mock
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from depthsr.models import MODEL_NAMES, build_model, layers
 from depthsr.ops import pac_conv2d_reference, paka_conv2d_reference
@@ -18,6 +17,8 @@ def count(name: str, height: int, width: int, scale: int, **kwargs) -> tuple[int
     path are invisible to it and its portable path splits the work into slabs. The guided convolutions are
     therefore counted through their references (the definition: one O x C*k*k product per output pixel), so
     every path of the same network counts the same work."""
+    from torch.utils.flop_counter import FlopCounterMode  # pulls in torch.export (+70 MB): only where counted
+
     model = build_model(name, **kwargs).eval()
     lr, rgb = torch.rand(1, 1, height // scale, width // scale), torch.rand(1, 3, height, width)
     with (torch.no_grad(), mock.patch.object(layers, "paka_conv2d", paka_conv2d_reference),

@@ -1,7 +1,7 @@
-"""Classical upsampling baselines, under the same interface as the networks."""
+"""Classical upsampling baselines, under the same interface as the networks. Kornia (whose import costs about
+20 MB and pulls in Triton where installed) is imported by the filters that use it, not by every command."""
 from __future__ import annotations
 
-import kornia.filters as kf
 import torch
 
 from depthsr.methods.method import Method
@@ -31,6 +31,8 @@ class JointBilateral(Method):
         k = min(2 * scale + 1, 17)
         up = bicubic_resize(lr, tuple(rgb.shape[-2:]))
         sigma = max(1.0, scale / 2)
+        import kornia.filters as kf
+
         return kf.joint_bilateral_blur(up, rgb, (k, k), self.sigma_color, (sigma, sigma))
 
 
@@ -46,6 +48,8 @@ class GuidedFilter(Method):
         scale = rgb.shape[-1] // lr.shape[-1]
         k = 2 * min(scale, 8) + 1
         up = bicubic_resize(lr, tuple(rgb.shape[-2:]))
+        import kornia.filters as kf
+
         return kf.guided_blur(rgb, up, (k, k), self.eps)
 
 
