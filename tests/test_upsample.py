@@ -246,3 +246,21 @@ def test_folder_mode_at_non_integer_ratios(tof, capsys):
     for name in ("phone", "other"):
         result = cv2.imread(str(folder / "out" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
         assert result.dtype == np.uint16 and result.shape == (384, 512)
+
+
+def test_upsample_loads_no_module_it_does_not_use(pair):
+    """The command's peak memory is mostly imports (torch alone is 240 MB): an upsample with the default model
+    must not pull in the compiler stack (torch._dynamo, ~170 MB), the FLOP counter of `depthsr profile`
+    (torch.export, ~70 MB) or kornia (the classical baselines')."""
+    import subprocess
+    import sys
+
+    folder = pair[0]
+    rgb, lr, out = folder / "rgb.png", folder / "lr.npy", folder / "out.npy"
+    code = ("import sys\nfrom depthsr.cli import main\n"
+            f"code = main(['upsample', '--rgb', {str(rgb)!r}, '--depth', {str(lr)!r}, '--out', {str(out)!r}])\n"
+            "heavy = ('torch._dynamo', 'torch.utils.flop_counter', 'kornia')\n"
+            "print(code, [m for m in heavy if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stderr[-2000:]
+    assert out.is_file()
