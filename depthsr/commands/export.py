@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     model = build_network(args.ckpt, source)  # refuses weights that do not fit before anything is written
     if args.consistency is not None:
         model.consistency = args.consistency
-    if args.flip_ensemble:
-        model.flip_ensemble = True
+    if args.flip_ensemble is not None:
+        model.flip_ensemble = args.flip_ensemble
     info = dict(source.info)
     if args.recipe:  # the config file, beside the hyper-parameters the checkpoint itself recorded
         kept = {k: v for k, v in (info.get("recipe") or {}).items() if k in ("model", "data")}
@@ -98,9 +98,9 @@ def add_parser(sub) -> None:
     p.add_argument("--consistency", type=int, metavar="STEPS",
                    help="back-projection steps the exported network ends in (no parameters, so any trained network "
                         "can take them; default: as trained)")
-    p.add_argument("--flip-ensemble", action="store_true",
+    p.add_argument("--flip-ensemble", action=argparse.BooleanOptionalAction,
                    help="the exported network averages its answers for the inputs and their mirror image (twice the "
-                        "time)")
+                        "time; --no-flip-ensemble: one pass, e.g. a faster copy of the default; default: as trained)")
     p.add_argument("--data", help="a description of the data it was trained on, to record")
     p.add_argument("--results", help="a results.csv of depthsr compare: the headline numbers to record")
     p.set_defaults(run=run)
