@@ -1,8 +1,9 @@
-"""Short training runs side by side (same data, same number of steps): the levers and the PAKA / plain / PAC
-ablation. Each variant trains with configs/short_run.yaml plus its overrides; the last weights are evaluated
-on the held-out real Motorcycle pair and 8 held-out procedural scenes, under the bicubic and tof protocols.
+"""Short training runs side by side (same data, same number of steps, from scratch): the PAKA / plain / PAC
+ablation. Each variant trains with configs/short_run.yaml (the default model's recipe at a small budget) plus its
+overrides; the last weights are measured on the evaluation pairs of ../shared/data (bicubic protocol, `--norm gt`,
+as the model card's tables), with the training time and the forward time at 480 x 640 x4 (2 threads).
 
-    python scripts/short_runs.py [--steps 600] [--variants paka plain pac]
+    python scripts/short_runs.py [--steps 2000] [--variants paka plain pac]
 """
 from __future__ import annotations
 
@@ -14,33 +15,46 @@ from pathlib import Path
 
 import torch
 
-from depthsr.data.packaged import motorcycle
-from depthsr.data.synthetic import held_out_scenes
+from depthsr.data.sets import parse_data
 from depthsr.evaluate import evaluate
 from depthsr.methods.baselines import Bicubic
 from depthsr.methods.network import NetworkMethod, load_network
 
+ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {
     "paka": [],
     "plain": ["--model.model", "plain"],
     "pac": ["--model.model", "pac"],
-    "paka-notof": ["--data.tof_share", "0"],
 }
+SETS = ("middlebury2003", "nyu_normalized", "rgbdd")
+SCALES = (4, 8, 16)
+
+
+def forward_seconds(model: torch.nn.Module) -> float:
+    """Best of three forward passes at 480 x 640, x4."""
+    lr, rgb = torch.rand(1, 1, 120, 160), torch.rand(1, 3, 480, 640)
+    times = []
+    with torch.no_grad():
+        for _ in range(4):
+            start = time.perf_counter()
+            model(lr, rgb)
+            times.append(time.perf_counter() - start)
+    return min(times[1:])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--root", default="runs/short")
+    parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     args = parser.parse_args()
     torch.set_num_threads(2)
-    real, synthetic = [motorcycle()], held_out_scenes()
-    cells = [(data_name, data, scale, protocol) for data_name, data in (("motorcycle", real), ("synthetic", synthetic))
-             for protocol in ("bicubic", "tof") for scale in (4, 8, 16)]
-    header = "| variant | params | train s | " + " | ".join(f"{d} {p} x{s}" for d, _, s, p in cells) + " |"
-    lines = [header, "|" + "---|" * (3 + len(cells))]
-    methods = [("bicubic", Bicubic(), 0, 0.0)]
+    sets = [s for name in SETS for s in parse_data(f"folder:{Path(args.shared) / name}")]
+    header = ("| variant | params | train min | forward s | "
+              + " | ".join(f"{s.name} x{scale}" for s in sets for scale in SCALES) + " |")
+    lines = [header, "|" + "---|" * (4 + len(sets) * len(SCALES))]
+    methods = [("bicubic", Bicubic(), 0, 0.0, 0.0)]
     for name in args.variants:
         out = Path(args.root) / name
         cmd = [str(Path(sys.executable).parent / "depthsr"), "fit", "--config", "configs/short_run.yaml",
@@ -53,10 +67,12 @@ def main() -> None:
         seconds = float(timing.read_text())
         ckpt = sorted(out.glob("**/*.ckpt"), key=lambda p: p.stat().st_mtime)[-1]
         model, _ = load_network(ckpt)
-        methods.append((name, NetworkMethod(model, name), sum(p.numel() for p in model.parameters()), seconds))
-    for name, method, params, seconds in methods:
-        row = [f"{evaluate(method, data, scale, protocol).rmse:.3f}" for _, data, scale, protocol in cells]
-        lines.append(f"| {name} | {params:,} | {seconds:.0f} | " + " | ".join(row) + " |")
+        methods.append((name, NetworkMethod(model, name), sum(p.numel() for p in model.parameters()), seconds,
+                        forward_seconds(model)))
+    for name, method, params, seconds, forward in methods:
+        row = [f"{evaluate(method, s.open(scale), scale, 'bicubic', 'gt', s.border).rmse:.2f}"
+               for s in sets for scale in SCALES]
+        lines.append(f"| {name} | {params:,} | {seconds / 60:.0f} | {forward:.3f} | " + " | ".join(row) + " |")
         print(lines[-1], flush=True)
     print("\n".join(lines))
 
