@@ -2,7 +2,8 @@
 # Reproduce a shipped model: fine-tune the previous default (stage 0: the model of commit b21d03f, re-exported as
 # safetensors in e05aea1) with configs/default_model.yaml (about 20 minutes on 2 CPU cores; on a GPU add
 # --trainer.accelerator gpu), measure it on the evaluation pairs of ../shared/data, and export the best checkpoint
-# with its recipe, data and headline numbers.
+# with its recipe, data and headline numbers. The default is exported with two parameter-free inference steps
+# (`depthsr export --consistency 2 --flip-ensemble`): back-projection onto the input and the mirror average.
 #     scripts/train_default.sh [default|tof] [fit options]
 # default -> depthsr/weights/depthsr_default.safetensors (bicubic-protocol headline numbers);
 # tof     -> depthsr/weights/depthsr_tof.safetensors (configs/tof_model.yaml on top: 30 % tof batches; numbers on the real
@@ -24,10 +25,12 @@ degradations at x4/x8/x16 (70 %) and random ratios 2-16 (30 %), RGB moved up to 
 batches; L2"
 case $NAME in
     default) CONFIGS=(--config configs/default_model.yaml) RECIPE=configs/default_model.yaml
-             COMPARE=(--data folder:../shared/data --scales 4 8 16 --norm gt) ;;
+             COMPARE=(--data folder:../shared/data --scales 4 8 16 --norm gt)
+             INFERENCE=(--consistency 2 --flip-ensemble) ;;  # the benchmark protocol's LR-consistency, mirror average
     tof) CONFIGS=(--config configs/default_model.yaml --config configs/tof_model.yaml) RECIPE=configs/tof_model.yaml
          DATA="$DATA; 30 % of batches under the tof protocol"
-         COMPARE=(--data folder:../shared/data/rgbdd --protocol tof --scales 2.5 4 7.5 8 16) ;;
+         COMPARE=(--data folder:../shared/data/rgbdd --protocol tof --scales 2.5 4 7.5 8 16)
+         INFERENCE=() ;;  # a real sensor's LR is noisy: back-projecting onto it adds the noise back
     *) echo "usage: scripts/train_default.sh [default|tof] [fit options]" >&2; exit 2 ;;
 esac
 rm -rf "$RUNS"
@@ -36,8 +39,8 @@ git show e05aea1:checkpoints/depthsr_default.safetensors > "$STAGE0"
 echo "$STAGE0_SHA256  $STAGE0" | sha256sum -c --quiet
 "$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$STAGE0" "$@"
 best=$(ls -t "$RUNS"/*/*/checkpoints/best-*.ckpt | head -n 1)
-"$DEPTHSR" export --ckpt "$best" --out "$OUT" --scales 4 8 16 --recipe "$RECIPE" --data "$DATA"
+"$DEPTHSR" export --ckpt "$best" --out "$OUT" --scales 4 8 16 --recipe "$RECIPE" --data "$DATA" "${INFERENCE[@]}"
 rm -rf "out/${NAME}_model_compare"
 "$DEPTHSR" compare "${COMPARE[@]}" --methods "bicubic,$NAME" --out "out/${NAME}_model_compare"
-"$DEPTHSR" export --ckpt "$best" --out "$OUT" --scales 4 8 16 --recipe "$RECIPE" --data "$DATA" \
+"$DEPTHSR" export --ckpt "$best" --out "$OUT" --scales 4 8 16 --recipe "$RECIPE" --data "$DATA" "${INFERENCE[@]}" \
     --results "out/${NAME}_model_compare/results.csv"
