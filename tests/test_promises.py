@@ -667,7 +667,7 @@ def test_plain_twin_keeps_the_size_at_every_dilation():
 
 
 DEFAULT = DEFAULT_CHECKPOINT  # the package data checkpoints/ links to
-PINNED = ("crops256", "middlebury2003", "nyu_normalized")  # the sets of the model card's tables
+PINNED = ("crops256", "middlebury2003", "nyu_normalized", "rgbdd")  # the sets of the model card's tables
 
 
 def _recorded(method: str) -> list[dict]:
