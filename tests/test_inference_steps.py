@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from depthsr.cli import main
-from depthsr.methods.network import load_network
 from depthsr.methods.model_file import model_info, save_network
+from depthsr.methods.network import load_network
 from depthsr.models import build_model
 from depthsr.models.consistency import back_project
 from depthsr.ops.resize import bicubic_resize
