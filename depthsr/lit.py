@@ -34,7 +34,8 @@ class DSRModule(pl.LightningModule):
         loss: 'l1' or 'l2', on depth normalised by the LR input's range, valid pixels only.
         norm: 'lr' (per-image LR min-max, what a user has) or 'gt' (ground truth's, as published tables do).
         log_images: how many validation images to log as panels per epoch.
-        init_weights: a model file (.safetensors, .pt or .ckpt) whose weights the network starts from.
+        init_weights: a model file (.safetensors, .pt or .ckpt) whose weights the network starts from (weights only:
+            the keywords, inference steps included, are `model`, `preset` and `model_kwargs`).
     """
 
     def __init__(self, model: Literal["paka", "pac", "plain"] = "paka", preset: Literal["small", "base"] = "small",

@@ -3,6 +3,7 @@ protocol; validation's metric lives on the module's device and equals `evaluate`
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from depthsr.data.nyu import NUM_TRAIN, NYUv2Dataset, write_nyu_file
 from depthsr.data.synthetic import held_out_scenes
 from depthsr.evaluate import evaluate
 from depthsr.lit import DSRModule
+from depthsr.methods.model_file import model_info
 from depthsr.methods.network import DEFAULT_CHECKPOINT, NetworkMethod
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,9 +56,10 @@ def nyu_with_test_part(nyu_file, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_depthsr_test_and_compare_report_the_same_rmse(nyu_with_test_part, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    model = str(DEFAULT_CHECKPOINT)  # the shipped model's weights, in `test` through --model.init_weights
+    model = str(DEFAULT_CHECKPOINT)  # the shipped model's weights, in `test` through --model.init_weights, and its
+    kwargs = json.dumps(model_info(DEFAULT_CHECKPOINT)["kwargs"])  # keywords (inference steps too) as model_kwargs
     assert main(["test", "--config", str(ROOT / "configs" / "nyu_x4.yaml"), "--data.mat_path", str(nyu_with_test_part),
-                 "--model.preset", "small", "--model.model_kwargs", '{"width": 32, "blocks": 2}',
+                 "--model.preset", "small", "--model.model_kwargs", kwargs,
                  "--model.init_weights", model, "--data.val_count", "1", "--data.num_workers", "0",
                  "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
                  "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]) == 0
