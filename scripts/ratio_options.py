@@ -24,7 +24,8 @@ from depthsr.methods.network import SHIPPED, NetworkMethod, load_network
 from depthsr.ops.resize import bicubic_resize
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGE0 = "e05aea1:checkpoints/depthsr_default.safetensors"
+STAGE0 = "e05aea1:checkpoints/depthsr_default.safetensors"  # as scripts/train_default.sh takes it, same digest
+STAGE0_SHA256 = "6ae610bbe4cac85dc24e6fa7a951bd8fd0fde74e4211241b8b8b421e33e22d89"
 
 
 class OnGrid(Method):
@@ -40,8 +41,8 @@ class OnGrid(Method):
         return self.base.predict(bicubic_resize(lr, (round(height / step), round(width / step))), rgb)
 
 
-def one_pass(path: Path, name: str) -> NetworkMethod:
-    model, _ = load_network(path)
+def one_pass(path: Path, name: str, sha256: str | None = None) -> NetworkMethod:
+    model, _ = load_network(path, sha256)
     model.consistency, model.flip_ensemble = 0, False
     return NetworkMethod(model, name)
 
@@ -55,7 +56,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stage0 = Path(tmp) / "stage0.safetensors"
         stage0.write_bytes(subprocess.run(["git", "show", STAGE0], cwd=ROOT, check=True, capture_output=True).stdout)
-        shipped, first = one_pass(SHIPPED["default"], "default (random ratios)"), one_pass(stage0, "stage 0 (x4/8/16)")
+        shipped = one_pass(SHIPPED["default"], "default (random ratios)")
+        first = one_pass(stage0, "stage 0 (x4/8/16)", STAGE0_SHA256)
         methods = [Bicubic(), shipped, OnGrid(shipped), first, OnGrid(first)]
         data = parse_data(f"folder:{args.data}")[0]
         print("| method | " + " | ".join(f"x{s:g}" for s in args.scales) + " |")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_inference import best_time  # scripts/ is on the path of a script run from it
 
 from depthsr.data.sets import parse_data
 from depthsr.evaluate import evaluate
@@ -31,15 +32,10 @@ SCALES = (4, 8, 16)
 
 
 def forward_seconds(model: torch.nn.Module) -> float:
-    """Best of three forward passes at 480 x 640, x4."""
+    """Best of three forward passes at 480 x 640, x4 (after a warm-up), timed as scripts/bench_inference.py does."""
     lr, rgb = torch.rand(1, 1, 120, 160), torch.rand(1, 3, 480, 640)
-    times = []
     with torch.no_grad():
-        for _ in range(4):
-            start = time.perf_counter()
-            model(lr, rgb)
-            times.append(time.perf_counter() - start)
-    return min(times[1:])
+        return best_time(lambda: model(lr, rgb), 3)
 
 
 def main() -> None:

@@ -89,6 +89,9 @@ def test_export_adds_the_inference_steps_to_a_trained_network(tmp_path):
         mean = (net(lr, rgb) + net(lr.flip(-1), rgb.flip(-1)).flip(-1)) / 2
         torch.testing.assert_close(back(lr, rgb), back_project(mean, lr, 2))
 
+    refused = tmp_path / "refused.safetensors"  # a negative step count is a one-line error, nothing written
+    assert main(["export", "--ckpt", str(src), "--out", str(refused), "--consistency", "-1"]) == 2
+    assert not refused.exists()
     fast = tmp_path / "fast.safetensors"  # and takes them off again: one pass, no back-projection
     assert main(["export", "--ckpt", str(out), "--out", str(fast), "--consistency", "0", "--no-flip-ensemble"]) == 0
     with torch.no_grad():

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise DepthSRError(f"{out}: depthsr export writes .safetensors (name it NAME.safetensors)")
+    if args.consistency is not None and args.consistency < 0:
+        raise DepthSRError(f"--consistency {args.consistency}: the number of back-projection steps is 0 or more")
     source = read_model_file(args.ckpt)
     model = build_network(args.ckpt, source)  # refuses weights that do not fit before anything is written
     if args.consistency is not None:

@@ -35,7 +35,6 @@ class NetworkMethod(Method):
         return self.model(lr.to(param), rgb.to(param)).to(lr.dtype)
 
 
-
 def _known_keywords() -> set[str]:
     params = inspect.signature(GuidedDSRNet).parameters
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
