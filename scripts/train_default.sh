@@ -2,8 +2,10 @@
 # Reproduce a shipped model: fine-tune the previous default (stage 0: the model of commit b21d03f, re-exported as
 # safetensors in e05aea1) with configs/default_model.yaml (about 20 minutes on 2 CPU cores; on a GPU add
 # --trainer.accelerator gpu), measure it on the evaluation pairs of ../shared/data, and export the best checkpoint
-# with its recipe, data and headline numbers. The default is exported with two parameter-free inference steps
-# (`depthsr export --consistency 2 --flip-ensemble`): back-projection onto the input and the mirror average.
+# with its recipe, data and headline numbers. The default is exported with three parameter-free inference steps
+# (`depthsr export --consistency 2 --flip-ensemble --self-check`): back-projection onto the input, the mirror average
+# and the self-check (blended with bicubic by the trust it earns on its own input); the tof model with the
+# self-check alone.
 #     scripts/train_default.sh [default|tof] [fit options]
 # default -> depthsr/weights/depthsr_default.safetensors (bicubic-protocol headline numbers);
 # tof     -> depthsr/weights/depthsr_tof.safetensors (configs/tof_model.yaml on top: 30 % tof batches; numbers on the real
@@ -26,11 +28,11 @@ batches; L2"
 case $NAME in
     default) CONFIGS=(--config configs/default_model.yaml) RECIPE=configs/default_model.yaml
              COMPARE=(--data folder:../shared/data --scales 4 8 16 --norm gt)
-             INFERENCE=(--consistency 2 --flip-ensemble) ;;  # the benchmark protocol's LR-consistency, mirror average
+             INFERENCE=(--consistency 2 --flip-ensemble --self-check) ;;  # LR-consistency, mirror average, self-check
     tof) CONFIGS=(--config configs/default_model.yaml --config configs/tof_model.yaml) RECIPE=configs/tof_model.yaml
          DATA="$DATA; 30 % of batches under the tof protocol"
          COMPARE=(--data folder:../shared/data/rgbdd --protocol tof --scales 2.5 4 7.5 8 16)
-         INFERENCE=() ;;  # a real sensor's LR is noisy: back-projecting onto it adds the noise back
+         INFERENCE=(--self-check) ;;  # a real sensor's LR is noisy: back-projecting onto it adds the noise back
     *) echo "usage: scripts/train_default.sh [default|tof] [fit options]" >&2; exit 2 ;;
 esac
 rm -rf "$RUNS"

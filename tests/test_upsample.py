@@ -251,7 +251,7 @@ def test_folder_mode_at_non_integer_ratios(tof, capsys):
 def test_upsample_loads_no_module_it_does_not_use(pair):
     """The command's peak memory is mostly imports (torch alone is 240 MB): an upsample with the default model
     must not pull in the compiler stack (torch._dynamo, ~170 MB), the FLOP counter of `depthsr profile`
-    (torch.export, ~70 MB) or kornia (the classical baselines')."""
+    (torch.export, ~70 MB), kornia (the classical baselines') or h5py (the NYU file's reader, ~12 MB)."""
     import subprocess
     import sys
 
@@ -259,7 +259,7 @@ def test_upsample_loads_no_module_it_does_not_use(pair):
     rgb, lr, out = folder / "rgb.png", folder / "lr.npy", folder / "out.npy"
     code = ("import sys\nfrom depthsr.cli import main\n"
             f"code = main(['upsample', '--rgb', {str(rgb)!r}, '--depth', {str(lr)!r}, '--out', {str(out)!r}])\n"
-            "heavy = ('torch._dynamo', 'torch.utils.flop_counter', 'kornia')\n"
+            "heavy = ('torch._dynamo', 'torch.utils.flop_counter', 'kornia', 'h5py')\n"
             "print(code, [m for m in heavy if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.stdout.strip().splitlines()[-1] == "0 []", result.stderr[-2000:]

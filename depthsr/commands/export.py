@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         model.consistency = args.consistency
     if args.flip_ensemble is not None:
         model.flip_ensemble = args.flip_ensemble
+    if args.self_check is not None:
+        model.self_check = args.self_check
     info = dict(source.info)
     if args.recipe:  # the config file, beside the hyper-parameters the checkpoint itself recorded
         kept = {k: v for k, v in (info.get("recipe") or {}).items() if k in ("model", "data")}
@@ -103,6 +105,9 @@ def add_parser(sub) -> None:
     p.add_argument("--flip-ensemble", action=argparse.BooleanOptionalAction,
                    help="the exported network averages its answers for the inputs and their mirror image (twice the "
                         "time; --no-flip-ensemble: one pass, e.g. a faster copy of the default; default: as trained)")
+    p.add_argument("--self-check", action=argparse.BooleanOptionalAction,
+                   help="the exported network blends its answer with bicubic by the trust it earns on the input "
+                        "downsampled by the same ratio (depthsr.models.self_check; default: as trained)")
     p.add_argument("--data", help="a description of the data it was trained on, to record")
     p.add_argument("--results", help="a results.csv of depthsr compare: the headline numbers to record")
     p.set_defaults(run=run)

@@ -2,19 +2,23 @@
 
 Keys: ``images`` stored 1449 x 3 x 640 x 480 uint8 and ``depths`` stored 1449 x 640 x 480 float32 metres
 (MATLAB writes column-major, so each image is transposed to H x W = 480 x 640 on read). The standard
-split is the first 1000 pairs for training and the last 449 for testing.
+split is the first 1000 pairs for training and the last 449 for testing. h5py (about 12 MB) is imported where a
+file is read or written, not by every command that needs the NYU constants (`depthsr upsample` reads the border).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from depthsr.data.sample import Sample, valid_mask
 from depthsr.errors import DepthSRError
+
+if TYPE_CHECKING:
+    import h5py
 
 NUM_TRAIN = 1000
 NYU_BORDER = 6  # pixels left out of the metric (the NYU protocol's border crop)
@@ -27,6 +31,8 @@ def _damaged(err: OSError) -> str:
 
 def check_nyu_file(path: str | Path) -> int:
     """Validate the file's layout and return its number of pairs; one clear error otherwise."""
+    import h5py
+
     path = Path(path)
     if not path.is_file():
         raise DepthSRError(f"{path}: no such file (put nyu_depth_v2_labeled.mat there; see datasets/README.md)")
@@ -73,6 +79,8 @@ class NYUv2Dataset(Dataset):
 
     def _h5(self) -> h5py.File:
         if self._file is None:
+            import h5py
+
             self._file = h5py.File(self.mat_path, "r")
         return self._file
 
@@ -100,6 +108,8 @@ def nyu_split(mat_path: str | Path, num_train: int = NUM_TRAIN) -> tuple[range, 
 def write_nyu_file(path: str | Path, rgb: np.ndarray, depth: np.ndarray, matlab_header: bool = True) -> None:
     """Write pairs (N x H x W x 3 uint8, N x H x W float32 metres) in the labeled file's layout:
     an HDF5 file with MATLAB's 512-byte user block when `matlab_header`. For tests and small subsets."""
+    import h5py
+
     path = Path(path)
     with h5py.File(path, "w", userblock_size=512 if matlab_header else 0) as f:
         f.create_dataset("images", data=rgb.transpose(0, 3, 2, 1), chunks=(1, 3, rgb.shape[2], rgb.shape[1]))

@@ -9,7 +9,9 @@ Data path (H x W is the output size, s the scale):
     the decoder climbs back to H with the RGB features at each level (at H, with `full_guided`, a guided conv
     steered by the RGB features and the bicubic depth) and predicts a residual ----------------+-> sum
     sum (with `flip_ensemble`, in eval mode: averaged with the answer for the mirrored inputs, mirrored back)
-    -> `consistency` back-projection steps (the prediction, resized to h x w, moves towards lr) -> out
+    -> `consistency` back-projection steps (the prediction, resized to h x w, moves towards lr)
+    -> with `self_check`, in eval mode: blended with bicubic by the trust the network earns on the input itself
+       (`depthsr.models.self_check`) -> out
 
 The guidance sees depth features as well as RGB ones, so an RGB edge that is no depth edge (texture)
 need not become one. Internally the size is padded to a multiple of 4, so any scale s >= 1 works;
@@ -23,11 +25,26 @@ from torch import nn
 
 from depthsr.models.consistency import back_project
 from depthsr.models.layers import HierarchicalPAKA, guided_conv
+from depthsr.models.self_check import blend, trust
 from depthsr.ops.resize import bicubic_resize
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, padding=k // 2), nn.ReLU(inplace=True))
+
+
+def _merge_upsampled(
+    merge: nn.Sequential,  # 1x1 conv over (coarse, fine) channels, then ReLU
+    coarse: torch.Tensor,  # B x Cc x h x w
+    fine: torch.Tensor,  # B x Cf x 2h x 2w
+) -> torch.Tensor:  # B x Cout x 2h x 2w
+    """`merge(cat([bilinear 2x upsampling of coarse, fine]))`, with the coarse channels mixed before upsampling:
+    a 1x1 conv and bilinear upsampling commute, so the wide concatenation at the fine size is never built (at 480 x
+    640 that is 80 MB less at the peak of the forward pass)."""
+    conv = merge[0]
+    w_coarse, w_fine = conv.weight.split([coarse.shape[1], fine.shape[1]], 1)
+    mixed = F.interpolate(F.conv2d(coarse, w_coarse), scale_factor=2.0, mode="bilinear")
+    return merge[1](mixed + F.conv2d(fine, w_fine, conv.bias))
 
 
 PRESETS: dict[str, dict] = {
@@ -49,16 +66,19 @@ class GuidedDSRNet(nn.Module):
         consistency: back-projection steps at the end (0: none); each moves the prediction towards one whose
             bicubic downsampling to the input's size equals the input (the LR-consistency of the benchmark protocol).
         flip_ensemble: in eval mode, average the answers for the inputs and their mirror image (twice the time).
-    The last two have no parameters: `depthsr export --consistency/--flip-ensemble` can add them to a trained network.
+        self_check: in eval mode, repeat the task on the input downsampled by the same ratio and blend the answer
+            with bicubic by the weight the network earns there (`depthsr.models.self_check`; 1/s^2 more time).
+    The last three have no parameters: `depthsr export --consistency/--flip-ensemble/--self-check` can add them to a
+    trained network.
     """
 
     def __init__(self, conv: str = "paka", width: int = 32, blocks: int = 2,
                  dilations: tuple[int, ...] = (1, 2, 4), full_guided: bool = False, consistency: int = 0,
-                 flip_ensemble: bool = False) -> None:
+                 flip_ensemble: bool = False, self_check: bool = False) -> None:
         super().__init__()
         c2, c1, c0 = width, width * 3 // 4, width // 2
         self.conv_kind, self.width, self.dilations, self.full_guided = conv, width, list(dilations), full_guided
-        self.consistency, self.flip_ensemble = consistency, flip_ensemble
+        self.consistency, self.flip_ensemble, self.self_check = consistency, flip_ensemble, self_check
         self.rgb0 = _conv(3, c0)
         self.rgb1 = _conv(c0, c1, stride=2)
         self.rgb2 = _conv(c1, c2, stride=2)
@@ -83,7 +103,8 @@ class GuidedDSRNet(nn.Module):
     def config(self) -> dict:
         """The keywords that rebuild this network (what a model file records)."""
         return {"width": self.width, "blocks": len(self.body), "dilations": self.dilations,
-                "full_guided": self.full_guided, "consistency": self.consistency, "flip_ensemble": self.flip_ensemble}
+                "full_guided": self.full_guided, "consistency": self.consistency, "flip_ensemble": self.flip_ensemble,
+                "self_check": self.self_check}
 
     def load_grown(self, state: dict[str, torch.Tensor]) -> None:
         """Load the weights of this network, or of one without the parts that start as no-ops (`full_guided`), which
@@ -96,6 +117,15 @@ class GuidedDSRNet(nn.Module):
     def forward(
         self, lr: torch.Tensor, rgb: torch.Tensor  # B x 1 x h x w, B x 3 x H x W
     ) -> torch.Tensor:  # B x 1 x H x W
+        pred = self.answer(lr, rgb)
+        if self.self_check and not self.training:
+            pred = blend(pred, lr, trust(self.answer, lr, rgb))
+        return pred
+
+    def answer(
+        self, lr: torch.Tensor, rgb: torch.Tensor  # B x 1 x h x w, B x 3 x H x W
+    ) -> torch.Tensor:  # B x 1 x H x W
+        """The network's answer before the self-check: one pass, the flip ensemble, the consistency steps."""
         pred = self.predict_once(lr, rgb)
         if self.flip_ensemble and not self.training:  # the mirrored inputs' answer, mirrored back
             pred = (pred + self.predict_once(lr.flip(-1), rgb.flip(-1)).flip(-1)) / 2
@@ -121,9 +151,9 @@ class GuidedDSRNet(nn.Module):
         for block in self.body:
             h = block(h, g2)
 
-        h = self.merge1(torch.cat([F.interpolate(h, scale_factor=2.0, mode="bilinear"), d1], 1))
+        h = _merge_upsampled(self.merge1, h, d1)
         h = h + F.relu(self.refine1(h, self.guide1(torch.cat([e1, d1], 1))))
-        h = self.merge0(torch.cat([F.interpolate(h, scale_factor=2.0, mode="bilinear"), e0], 1))
+        h = _merge_upsampled(self.merge0, h, e0)
         h = self.refine0(h)
         if self.full_guided:
             h = h + self.scale0 * F.relu(self.guided0(h, self.guide0(torch.cat([e0, up_p], 1))))
