@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     args = parser.parse_args()
-    model, _ = load_network(args.model)
+    model = load_network(args.model)[0].without_inference_steps()  # the lever is measured on the network alone
     data = {"motorcycle": [motorcycle()], "synthetic": held_out_scenes()}
     cells = [(name, protocol, scale) for name in data for protocol in ("bicubic", "tof") for scale in (4, 8, 16)]
     print("| method | " + " | ".join(f"{n} {p} x{s}" for n, p, s in cells) + " |")

@@ -43,8 +43,7 @@ class OnGrid(Method):
 
 def one_pass(path: Path, name: str, sha256: str | None = None) -> NetworkMethod:
     model, _ = load_network(path, sha256)
-    model.consistency, model.flip_ensemble = 0, False
-    return NetworkMethod(model, name)
+    return NetworkMethod(model.without_inference_steps(), name)
 
 
 def main() -> None:

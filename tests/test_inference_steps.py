@@ -96,3 +96,14 @@ def test_export_adds_the_inference_steps_to_a_trained_network(tmp_path):
     assert main(["export", "--ckpt", str(out), "--out", str(fast), "--consistency", "0", "--no-flip-ensemble"]) == 0
     with torch.no_grad():
         torch.testing.assert_close(load_network(fast)[0](lr, rgb), net(lr, rgb))
+
+
+def test_without_inference_steps_is_one_pass_of_the_network():
+    net = _perturbed(consistency=2, flip_ensemble=True, self_check=True).eval()
+    lr, rgb = torch.rand(1, 1, 64, 72), torch.rand(1, 3, 256, 288)
+    with torch.no_grad():
+        stepped = net(lr, rgb)
+        one = net.without_inference_steps()(lr, rgb)
+        assert not torch.allclose(stepped, one, atol=1e-4)
+        torch.testing.assert_close(one, net.predict_once(lr, rgb))
+    assert net.config | {"consistency": 0, "flip_ensemble": False, "self_check": False} == net.config

@@ -13,8 +13,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import tomllib
 import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser from PyPI (the dev extra installs it there)
+    import tomli as tomllib
 
 from depthsr.cli import main
 from depthsr.methods.digests import file_sha256, read_sha256_record

@@ -106,6 +106,11 @@ class GuidedDSRNet(nn.Module):
                 "full_guided": self.full_guided, "consistency": self.consistency, "flip_ensemble": self.flip_ensemble,
                 "self_check": self.self_check}
 
+    def without_inference_steps(self) -> GuidedDSRNet:
+        """This network, its parameter-free inference steps switched off (one pass): for measuring the network alone."""
+        self.consistency, self.flip_ensemble, self.self_check = 0, False, False
+        return self
+
     def load_grown(self, state: dict[str, torch.Tensor]) -> None:
         """Load the weights of this network, or of one without the parts that start as no-ops (`full_guided`), which
         keep their initial values: the grown network starts with the smaller one's output."""
