@@ -100,3 +100,31 @@ def test_export_adds_and_removes_the_self_check(tmp_path):
     assert main(["export", "--ckpt", str(checked), "--out", str(unchecked), "--no-self-check"]) == 0
     with torch.no_grad():
         torch.testing.assert_close(load_network(unchecked)[0](lr, rgb), net(lr, rgb))
+
+
+def test_tiles_share_the_whole_images_weight(shared):
+    """A large image is answered in tiles; with the self-check every tile takes the weight the whole image earns
+    (not one of its own), so the tiled answer is the unchecked tiled answer blended by that one weight."""
+    import copy
+
+    from depthsr.data.degrade import evaluation_sample
+    from depthsr.data.folder import FolderDataset
+    from depthsr.methods.method import normalise
+    from depthsr.methods.network import NetworkMethod, resolve_method
+
+    checked = resolve_method("default").model
+    assert checked.self_check
+    unchecked = copy.deepcopy(checked)
+    unchecked.self_check = False
+    sample = evaluation_sample(FolderDataset(shared / "rgbdd")[0], 4, "bicubic", 0.01, 0)
+    lr, rgb = sample["lr"][None], sample["rgb"][None]  # 96 x 128 -> 384 x 512, millimetres
+    with_check, without = NetworkMethod(checked), NetworkMethod(unchecked)
+    with_check.tile = without.tile = 256  # several tiles
+    with torch.no_grad():
+        seen = normalise(lr, None)[0]  # what the network sees
+        weight = trust(unchecked, seen, rgb)
+        left, right = trust(unchecked, seen[..., :64], rgb[..., :256]), trust(unchecked, seen[..., 64:], rgb[..., 256:])
+        assert abs(float(left) - float(right)) > 0.05  # tiles of their own would take other weights
+        # the blend is affine in the depth, so it holds in millimetres as well
+        torch.testing.assert_close(with_check(lr, rgb), blend(without(lr, rgb), lr, weight), rtol=1e-5, atol=1e-3)
+    assert checked.self_check  # switched back on after the tiled answer

@@ -15,6 +15,7 @@ from depthsr.methods.digests import read_sha256_record
 from depthsr.methods.method import Method
 from depthsr.methods.model_file import ModelFile, read_model_file
 from depthsr.models import MODEL_NAMES, GuidedDSRNet, build_model
+from depthsr.models.self_check import blend, trust
 
 # package data, so a non-editable install ships them; the repo's checkpoints/ links to the same files
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -33,6 +34,19 @@ class NetworkMethod(Method):
     def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         param = next(self.model.parameters())
         return self.model(lr.to(param), rgb.to(param)).to(lr.dtype)
+
+    def _tiled(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """Tiles of a network with the self-check share one weight, the whole image's: the repeated task runs on
+        the whole input (itself tiled where large), the tiles answer without the check, and the blend follows."""
+        height, width = rgb.shape[-2:]
+        if not getattr(self.model, "self_check", False) or (height <= self.tile and width <= self.tile):
+            return super()._tiled(lr, rgb)
+        self.model.self_check = False
+        try:
+            weight = trust(super()._tiled, lr, rgb)
+            return blend(super()._tiled(lr, rgb), lr, weight)
+        finally:
+            self.model.self_check = True
 
 
 def _known_keywords() -> set[str]:
