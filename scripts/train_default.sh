@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce a shipped model: fine-tune the previous default (stage 0: the model of commit b21d03f, re-exported as
 # safetensors in e05aea1) with configs/default_model.yaml (about 20 minutes on 2 CPU cores; on a GPU add
-# --trainer.accelerator gpu), measure it on the evaluation pairs of ../shared/data, and export the best checkpoint
-# with its recipe, data and headline numbers. The default is exported with three parameter-free inference steps
-# (`depthsr export --consistency 2 --flip-ensemble --self-check`): back-projection onto the input, the mirror average
-# and the self-check (blended with bicubic by the trust it earns on its own input); the tof model with the
-# self-check alone.
+# --trainer.accelerator gpu), for the default finish from its best checkpoint at the benchmark ratios only
+# (configs/default_finish.yaml, about 9 minutes), measure it on the evaluation pairs of ../shared/data, and export
+# the best checkpoint with its recipe, data and headline numbers. The default is exported with three parameter-free
+# inference steps (`depthsr export --consistency 2 --flip-ensemble --self-check`): back-projection onto the input,
+# the mirror average and the self-check (blended with bicubic by the trust it earns on its own input); the tof model
+# with the self-check alone.
 #     scripts/train_default.sh [default|tof] [fit options]
 # default -> depthsr/weights/depthsr_default.safetensors (bicubic-protocol headline numbers);
 # tof     -> depthsr/weights/depthsr_tof.safetensors (configs/tof_model.yaml on top: 30 % tof batches; numbers on the real
@@ -24,12 +25,15 @@ DATA="stage 0 (b21d03f): 500 procedural scenes, ../shared/data/middlebury2005 (r
 fine-tune: procedural scenes (depthsr.data.synthetic, 3000 at 128 x 128, photo textures from scikit-image, random \
 light), ../shared/data/middlebury2005 (role: train), Middlebury 2014 Motorcycle (bundled with scikit-image); bicubic \
 degradations at x4/x8/x16 (70 %) and random ratios 2-16 (30 %), RGB moved up to 2 px against the depth in 50 % of \
-batches; L2"
+batches; L2; the default then 2024 steps at x4/x8/x16 only"
 case $NAME in
-    default) CONFIGS=(--config configs/default_model.yaml) RECIPE=configs/default_model.yaml
+    default) CONFIGS=(--config configs/default_model.yaml) RECIPE=configs/default_finish.yaml
+             FINISH=(--config configs/default_model.yaml --config configs/default_finish.yaml)
              COMPARE=(--data folder:../shared/data --scales 4 8 16 --norm gt)
-             INFERENCE=(--consistency 2 --flip-ensemble --self-check) ;;  # LR-consistency, mirror average, self-check
+             INFERENCE=(--consistency 2 --flip-ensemble --self-check  # LR-consistency, mirror average, self-check
+                        --ratio-range 2 16) ;;  # the first stage's random ratios (the finish has none)
     tof) CONFIGS=(--config configs/default_model.yaml --config configs/tof_model.yaml) RECIPE=configs/tof_model.yaml
+         FINISH=()
          DATA="$DATA; 30 % of batches under the tof protocol"
          COMPARE=(--data folder:../shared/data/rgbdd --protocol tof --scales 2.5 4 7.5 8 16)
          INFERENCE=(--self-check) ;;  # a real sensor's LR is noisy: back-projecting onto it adds the noise back
@@ -41,6 +45,10 @@ git show e05aea1:checkpoints/depthsr_default.safetensors > "$STAGE0"
 echo "$STAGE0_SHA256  $STAGE0" | sha256sum -c --quiet
 "$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$STAGE0" "$@"
 best=$(ls -t "$RUNS"/*/*/checkpoints/best-*.ckpt | head -n 1)
+if [ ${#FINISH[@]} -gt 0 ]; then
+    "$DEPTHSR" fit "${FINISH[@]}" --model.init_weights "$best" "$@"
+    best=$(ls -t "$RUNS"/finish/*/*/checkpoints/best-*.ckpt | head -n 1)
+fi
 "$DEPTHSR" export --ckpt "$best" --out "$OUT" --scales 4 8 16 --recipe "$RECIPE" --data "$DATA" "${INFERENCE[@]}"
 rm -rf "out/${NAME}_model_compare"
 "$DEPTHSR" compare "${COMPARE[@]}" --methods "bicubic,$NAME" --out "out/${NAME}_model_compare"

@@ -253,6 +253,25 @@ def test_export_round_trip_with_provenance(tmp_path, capsys):
     assert main([*args[:4], str(again), *args[5:]]) == 0 and file_sha256(again) == sha
 
 
+def test_export_records_a_ratio_range_an_earlier_stage_trained(tmp_path, capsys):
+    """`--ratio-range LOW HIGH` records ratios trained by an earlier stage (the default's finish trains x4 / x8 /
+    x16 only, after random ratios 2-16): the loaded method counts them as trained; a bad range is one line."""
+    from depthsr.methods.network import network_method
+
+    src = legacy_pt(tmp_path / "old.pt", tiny_net())
+    out = tmp_path / "m.safetensors"
+    assert main(["export", "--ckpt", str(src), "--out", str(out), "--scales", "4", "8"]) == 0
+    assert "ratio_range" not in model_info(out) and not network_method(out, "m").trained_for(7.5)
+    ranged = ["--scales", "4", "8", "--ratio-range", "2", "16"]
+    assert main(["export", "--ckpt", str(src), "--out", str(out), *ranged]) == 0
+    method = network_method(out, "m")
+    assert model_info(out)["ratio_range"] == [2.0, 16.0] and method.trained_for(7.5) and not method.trained_for(17)
+    capsys.readouterr()
+    bad = tmp_path / "bad.safetensors"
+    assert main(["export", "--ckpt", str(src), "--out", str(bad), "--ratio-range", "16", "2"]) == 2
+    assert "--ratio-range 16 2" in one_line_error(capsys) and not bad.exists()
+
+
 def test_export_writes_only_safetensors(tmp_path, capsys):
     src = legacy_pt(tmp_path / "old.pt", tiny_net())
     assert main(["export", "--ckpt", str(src), "--out", str(tmp_path / "new.pt")]) == 2

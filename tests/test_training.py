@@ -187,3 +187,21 @@ def test_print_config_works(capsys):
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["data"]["scales"] == [8] and config["model"]["model"] == "paka"
     json.dumps(config)
+
+
+def test_default_finish_is_the_default_recipe_at_the_benchmark_ratios(capsys):
+    """configs/default_finish.yaml on top of configs/default_model.yaml (scripts/train_default.sh's last stage):
+    the same data and loss, no random ratios, 2024 steps, its own run folder."""
+    configs = [str(ROOT / "configs" / name) for name in ("default_model.yaml", "default_finish.yaml")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", configs[0], "--print_config"])
+    base = yaml.safe_load(capsys.readouterr().out)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", configs[0], "--config", configs[1], "--print_config"])
+    assert exit_info.value.code == 0
+    finish = yaml.safe_load(capsys.readouterr().out)
+    assert finish["data"]["random_ratios"] == 0.0 and base["data"]["random_ratios"] == 0.3
+    assert finish["trainer"]["max_steps"] == 2024
+    assert finish["trainer"]["logger"]["init_args"]["save_dir"] == "runs/default_model/finish"
+    changed = {k for k in base["data"] if base["data"][k] != finish["data"][k]}
+    assert changed == {"random_ratios"} and finish["model"] == base["model"]

@@ -169,3 +169,29 @@ def test_export_logs_the_model_file_as_an_artifact_of_its_training_run(tmp_path,
     assert [(a.name, a.type) for a in artifacts] == [("my_model", "model")]
     paths = {e.path for a in artifacts for e in a.manifest.contents}
     assert paths == {"my_model.safetensors", "my_model.safetensors.sha256"}
+
+
+def test_export_without_a_wandb_login_writes_the_file_and_logs_nothing(tmp_path, monkeypatch, capsys):
+    """A checkpoint that names its W&B run, exported where W&B has no API key or login (and WANDB_MODE is not
+    set): the model file is written and no run is started (before, wandb.init stopped the command with a
+    traceback asking for `wandb login`)."""
+    import torch
+
+    from depthsr.cli import main
+    from depthsr.methods.model_file import model_info
+    from depthsr.models import build_model
+
+    net = build_model("plain", width=8, blocks=1)
+    ckpt = tmp_path / "run.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+                "hyper_parameters": {"model": "plain", "model_kwargs": {"width": 8, "blocks": 1}},
+                "wandb_run": {"id": "abc123", "project": "depthsr-test"}}, ckpt)
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):  # set first, so teardown restores what was there before
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no.netrc"))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "model.safetensors"
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    assert model_info(out)["architecture"] == "plain" and "wrote" in capsys.readouterr().out
+    assert not list(tmp_path.rglob("wandb"))

@@ -16,7 +16,7 @@ from depthsr.errors import DepthSRError
 from depthsr.methods.digests import write_sha256_record
 from depthsr.methods.model_file import as_scales, read_model_file, save_network
 from depthsr.methods.network import build_network
-from depthsr.wandb_runs import log_export, training_run, wandb_online
+from depthsr.wandb_runs import log_export, offline_without_key, training_run, wandb_online
 
 RESULT_COLUMNS = ("method", "dataset", "scale", "protocol", "units", "images", "rmse", "mae")
 
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         raise DepthSRError(f"{out}: depthsr export writes .safetensors (name it NAME.safetensors)")
     if args.consistency is not None and args.consistency < 0:
         raise DepthSRError(f"--consistency {args.consistency}: the number of back-projection steps is 0 or more")
+    if args.ratio_range is not None and not 1 < args.ratio_range[0] < args.ratio_range[1]:
+        raise DepthSRError(f"--ratio-range {args.ratio_range[0]:g} {args.ratio_range[1]:g}: expected LOW HIGH with "
+                           "1 < LOW < HIGH")
     source = read_model_file(args.ckpt)
     model = build_network(args.ckpt, source)  # refuses weights that do not fit before anything is written
     if args.consistency is not None:
@@ -79,11 +82,14 @@ def run(args: argparse.Namespace) -> int:
         info["training_data"] = {**(info.get("training_data") or {}), "description": args.data}
     if args.results:
         info["results"] = read_results(Path(args.results))
+    if args.ratio_range is not None:
+        info["ratio_range"] = list(args.ratio_range)
     scales = list(as_scales(args.scales) or source.scales or [])
     name, kwargs = getattr(model, "conv_kind", source.name), getattr(model, "config", source.kwargs)
     save_network(out, model, name, kwargs, scales, info)
     sha = write_sha256_record(out)
     trained_by = training_run(args.ckpt)
+    offline_without_key()  # no API key or login: nothing to log to (the file is written either way)
     if trained_by and wandb_online():  # the shared file beside the run's checkpoints, where W&B users look
         log_export(out, trained_by)
     missing = [k for k in ("recipe", "training_data", "results") if k not in info]
@@ -98,6 +104,9 @@ def add_parser(sub) -> None:
     p.add_argument("--ckpt", required=True, help="a .ckpt written by depthsr fit (or a .pt / .safetensors)")
     p.add_argument("--out", required=True, help="the .safetensors to write (its sha256 goes to OUT.sha256)")
     p.add_argument("--scales", type=float, nargs="*", help="scales it was trained for (default: from the ckpt)")
+    p.add_argument("--ratio-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="a range of ratios it was trained on besides --scales (e.g. by an earlier stage with random "
+                        "ratios; default: from the ckpt)")
     p.add_argument("--recipe", help="the training config (YAML) to record, e.g. configs/default_model.yaml")
     p.add_argument("--consistency", type=int, metavar="STEPS",
                    help="back-projection steps the exported network ends in (no parameters, so any trained network "
