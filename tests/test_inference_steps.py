@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from networks import perturbed
 
 from depthsr.cli import main
 from depthsr.methods.model_file import model_info, save_network
@@ -58,16 +59,8 @@ def test_network_ends_in_its_consistency_steps():
     assert projected.config["consistency"] == 2 and plain.config["consistency"] == 0
 
 
-def _perturbed(**kwargs) -> torch.nn.Module:
-    torch.manual_seed(5)
-    net = build_model("paka", width=8, blocks=1, **kwargs)
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.1)
-    return net
-
-
 def test_flip_ensemble_averages_the_mirrored_answer_in_eval_mode_only():
-    single, ensemble = _perturbed(), _perturbed(flip_ensemble=True)
+    single, ensemble = perturbed(), perturbed(flip_ensemble=True)
     lr, rgb = torch.rand(1, 1, 7, 9), torch.rand(1, 3, 28, 36)
     with torch.no_grad():
         mirrored = single(lr.flip(-1), rgb.flip(-1)).flip(-1)
@@ -77,7 +70,7 @@ def test_flip_ensemble_averages_the_mirrored_answer_in_eval_mode_only():
 
 
 def test_export_adds_the_inference_steps_to_a_trained_network(tmp_path):
-    net = _perturbed()
+    net = perturbed()
     src = tmp_path / "trained.safetensors"
     save_network(src, net, "paka", net.config, [4])
     out = tmp_path / "tuned.safetensors"
@@ -99,7 +92,7 @@ def test_export_adds_the_inference_steps_to_a_trained_network(tmp_path):
 
 
 def test_without_inference_steps_is_one_pass_of_the_network():
-    net = _perturbed(consistency=2, flip_ensemble=True, self_check=True).eval()
+    net = perturbed(consistency=2, flip_ensemble=True, self_check=True).eval()
     lr, rgb = torch.rand(1, 1, 64, 72), torch.rand(1, 3, 256, 288)
     with torch.no_grad():
         stepped = net(lr, rgb)

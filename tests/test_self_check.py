@@ -3,11 +3,11 @@ blend it sets, and the network keyword that adds it."""
 from __future__ import annotations
 
 import torch
+from networks import perturbed
 
 from depthsr.cli import main
 from depthsr.methods.model_file import model_info, save_network
 from depthsr.methods.network import load_network
-from depthsr.models import build_model
 from depthsr.models.self_check import MIN_PROXY_SIDE, blend, proxy_size, trust
 from depthsr.ops.resize import bicubic_resize
 
@@ -66,16 +66,8 @@ def test_blend_runs_from_bicubic_to_the_answer():
     torch.testing.assert_close(blend(pred, lr, one / 4), base + (pred - base) / 4)
 
 
-def _perturbed(**kwargs) -> torch.nn.Module:
-    torch.manual_seed(5)
-    net = build_model("paka", width=8, blocks=1, **kwargs)
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.2)
-    return net
-
-
 def test_network_self_check_in_eval_mode_only():
-    checked, plain = _perturbed(self_check=True, consistency=1), _perturbed(consistency=1)
+    checked, plain = perturbed(0.2, self_check=True, consistency=1), perturbed(0.2, consistency=1)
     torch.manual_seed(0)
     lr, rgb = torch.rand(1, 1, 64, 72), torch.rand(1, 3, 256, 288)
     with torch.no_grad():
@@ -87,7 +79,7 @@ def test_network_self_check_in_eval_mode_only():
 
 
 def test_export_adds_and_removes_the_self_check(tmp_path):
-    net = _perturbed()
+    net = perturbed(0.2)
     src = tmp_path / "trained.safetensors"
     save_network(src, net, "paka", net.config, [4])
     checked = tmp_path / "checked.safetensors"
