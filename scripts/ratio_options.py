@@ -1,8 +1,8 @@
 """How a network should meet a non-integer ratio, measured side by side (issue 14): run at the input's own ratio,
 or resample the input onto the grid of ratios a network was trained for (the largest power of two not above it)
-and run there; for the shipped default (trained on random ratios 2-16 as well as x4/x8/x16) and for stage 0
-(x4/x8/x16 only, commit b21d03f, re-exported in e05aea1). One pass each (no inference steps), on the real ToF pairs
-of rgbdd under the bicubic protocol (cm), beside bicubic.
+and run there; for the shipped default (trained on random ratios 2-16 as well as x4/x8/x16, then finished at
+x4/x8/x16) and for stage 0 (x4/x8/x16 only, commit b21d03f, re-exported in e05aea1). One pass each (no inference
+steps), on the real ToF pairs of rgbdd under the bicubic protocol (cm), beside bicubic.
 
     python scripts/ratio_options.py [--scales 2.5 4 7.5 8 16] [--data ../shared/data/rgbdd]
 """
@@ -55,7 +55,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stage0 = Path(tmp) / "stage0.safetensors"
         stage0.write_bytes(subprocess.run(["git", "show", STAGE0], cwd=ROOT, check=True, capture_output=True).stdout)
-        shipped = one_pass(SHIPPED["default"], "default (random ratios)")
+        shipped = one_pass(SHIPPED["default"], "default (random ratios, then x4/8/16)")
         first = one_pass(stage0, "stage 0 (x4/8/16)", STAGE0_SHA256)
         methods = [Bicubic(), shipped, OnGrid(shipped), first, OnGrid(first)]
         data = parse_data(f"folder:{args.data}")[0]
