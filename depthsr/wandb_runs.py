@@ -24,20 +24,26 @@ def wandb_host() -> str:
     return urlparse(url or "https://api.wandb.ai").hostname or "api.wandb.ai"
 
 
-def wandb_online() -> bool:
-    """Whether W&B runs of this process log online (WANDB_MODE, as `offline_without_key` left it)."""
-    return os.environ.get("WANDB_MODE", "online") not in ("offline", "dryrun", "disabled")
-
-
-def offline_without_key() -> None:
-    """W&B runs offline (sync later) unless an API key or a login to its server (wandb.ai's, or a self-hosted
-    one named by WANDB_BASE_URL or `wandb login --host`) is present."""
+def _has_credentials() -> bool:
+    """Whether an API key or a login to the W&B server (wandb.ai's, or a self-hosted one named by WANDB_BASE_URL or
+    `wandb login --host`) is present."""
     path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
     try:
         has_login = path.is_file() and netrc.netrc(str(path)).authenticators(wandb_host()) is not None
     except (netrc.NetrcParseError, OSError):
         has_login = False
-    if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY") and not has_login:
+    return bool(os.environ.get("WANDB_API_KEY")) or has_login
+
+
+def wandb_online() -> bool:
+    """Whether W&B runs of this process log online: WANDB_MODE when set, else whether there are credentials."""
+    mode = os.environ.get("WANDB_MODE")
+    return _has_credentials() if mode is None else mode not in ("offline", "dryrun", "disabled")
+
+
+def offline_without_key() -> None:
+    """W&B runs offline (sync later) unless WANDB_MODE says otherwise or credentials are present."""
+    if "WANDB_MODE" not in os.environ and not _has_credentials():
         os.environ["WANDB_MODE"] = "offline"
 
 

@@ -16,7 +16,7 @@ from depthsr.errors import DepthSRError
 from depthsr.methods.digests import write_sha256_record
 from depthsr.methods.model_file import as_scales, read_model_file, save_network
 from depthsr.methods.network import build_network
-from depthsr.wandb_runs import log_export, offline_without_key, training_run, wandb_online
+from depthsr.wandb_runs import log_export, training_run, wandb_online
 
 RESULT_COLUMNS = ("method", "dataset", "scale", "protocol", "units", "images", "rmse", "mae")
 
@@ -89,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     save_network(out, model, name, kwargs, scales, info)
     sha = write_sha256_record(out)
     trained_by = training_run(args.ckpt)
-    offline_without_key()  # no API key or login: nothing to log to (the file is written either way)
     if trained_by and wandb_online():  # the shared file beside the run's checkpoints, where W&B users look
         log_export(out, trained_by)
     missing = [k for k in ("recipe", "training_data", "results") if k not in info]
