@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import tempfile
 from pathlib import Path
 
 import torch
+from stage0 import STAGE0_SHA256, write_stage0  # scripts/stage0.py
 
 from depthsr.data.sets import parse_data
 from depthsr.evaluate import evaluate
@@ -24,8 +24,6 @@ from depthsr.methods.network import SHIPPED, NetworkMethod, load_network
 from depthsr.ops.resize import bicubic_resize
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGE0 = "e05aea1:checkpoints/depthsr_default.safetensors"  # as scripts/train_default.sh takes it, same digest
-STAGE0_SHA256 = "6ae610bbe4cac85dc24e6fa7a951bd8fd0fde74e4211241b8b8b421e33e22d89"
 
 
 class OnGrid(Method):
@@ -53,8 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
-        stage0 = Path(tmp) / "stage0.safetensors"
-        stage0.write_bytes(subprocess.run(["git", "show", STAGE0], cwd=ROOT, check=True, capture_output=True).stdout)
+        stage0 = write_stage0(Path(tmp) / "stage0.safetensors")
         shipped = one_pass(SHIPPED["default"], "default (random ratios, then x4/8/16)")
         first = one_pass(stage0, "stage 0 (x4/8/16)", STAGE0_SHA256)
         methods = [Bicubic(), shipped, OnGrid(shipped), first, OnGrid(first)]

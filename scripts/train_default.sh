@@ -15,12 +15,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEPTHSR=${DEPTHSR:-.venv/bin/depthsr}
+PYTHON=${PYTHON:-.venv/bin/python}
 NAME=${1:-default}
 [ $# -gt 0 ] && shift
 OUT=depthsr/weights/depthsr_$NAME.safetensors  # package data (checkpoints/ links to it; export would replace a link)
 RUNS=runs/${NAME}_model
 STAGE0=$RUNS/stage0.safetensors
-STAGE0_SHA256=6ae610bbe4cac85dc24e6fa7a951bd8fd0fde74e4211241b8b8b421e33e22d89
 DATA="stage 0 (b21d03f): 500 procedural scenes, ../shared/data/middlebury2005 (role: train), bicubic x4/x8/x16, L1; \
 fine-tune: procedural scenes (depthsr.data.synthetic, 3000 at 128 x 128, photo textures from scikit-image, random \
 light), ../shared/data/middlebury2005 (role: train), Middlebury 2014 Motorcycle (bundled with scikit-image); bicubic \
@@ -41,8 +41,7 @@ case $NAME in
 esac
 rm -rf "$RUNS"
 mkdir -p "$RUNS"
-git show e05aea1:checkpoints/depthsr_default.safetensors > "$STAGE0"
-echo "$STAGE0_SHA256  $STAGE0" | sha256sum -c --quiet
+"$PYTHON" scripts/stage0.py "$STAGE0"  # from the git history, its digest checked
 "$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$STAGE0" "$@"
 best=$(ls -t "$RUNS"/*/*/checkpoints/best-*.ckpt | head -n 1)
 if [ ${#FINISH[@]} -gt 0 ]; then

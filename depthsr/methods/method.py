@@ -14,6 +14,7 @@ it) and the result comes back on the caller's device.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -165,7 +166,13 @@ class Method(ABC):
         return (self._tiled(lr_norm, rgb) * span + lo).to(home)
 
     def _tiled(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        return self._in_tiles(self.predict, lr, rgb)
+
+    def _in_tiles(
+        self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lr: torch.Tensor, rgb: torch.Tensor
+    ) -> torch.Tensor:  # B x 1 x H x W
+        """`fn(lr, rgb)` (as `predict`), answered in overlapping tiles where the output is larger than `tile`."""
         height, width = rgb.shape[-2:]
         if height <= self.tile and width <= self.tile:
-            return self.predict(lr, rgb).to(lr.device)
-        return tiled(self.predict, lr, rgb, max(MIN_TILE, self.tile), self.overlap)
+            return fn(lr, rgb).to(lr.device)
+        return tiled(fn, lr, rgb, max(MIN_TILE, self.tile), self.overlap)

@@ -3,6 +3,8 @@ wrapper; `resolve_method` turns a name (baseline, a shipped model or a model fil
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,21 +34,25 @@ class NetworkMethod(Method):
         self.model, self.name, self.scales, self.ratio_range = model.eval(), name, scales, ratio_range
 
     def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        return self._run(self.model, lr, rgb)
+
+    def _answer(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        return self._run(self.model.answer, lr, rgb)
+
+    def _run(
+        self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lr: torch.Tensor, rgb: torch.Tensor
+    ) -> torch.Tensor:
+        """`fn` on the inputs moved to the weights' device and dtype; the answer in the inputs' dtype."""
         param = next(self.model.parameters())
-        return self.model(lr.to(param), rgb.to(param)).to(lr.dtype)
+        return fn(lr.to(param), rgb.to(param)).to(lr.dtype)
 
     def _tiled(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """Tiles of a network with the self-check share one weight, the whole image's: the repeated task runs on
-        the whole input (itself tiled where large), the tiles answer without the check, and the blend follows."""
-        height, width = rgb.shape[-2:]
-        if not getattr(self.model, "self_check", False) or (height <= self.tile and width <= self.tile):
+        """With the self-check, every tile shares one weight, the whole image's: the repeated task runs on the whole
+        input (itself in tiles where large), the answer in tiles, and the blend follows."""
+        if not getattr(self.model, "self_check", False):
             return super()._tiled(lr, rgb)
-        self.model.self_check = False
-        try:
-            weight = trust(super()._tiled, lr, rgb)
-            return blend(super()._tiled(lr, rgb), lr, weight)
-        finally:
-            self.model.self_check = True
+        answer = partial(self._in_tiles, self._answer)
+        return blend(answer(lr, rgb), lr, trust(answer, lr, rgb))
 
 
 def _known_keywords() -> set[str]:
