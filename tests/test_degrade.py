@@ -13,6 +13,7 @@ from depthsr.data.degrade import (
     TofParams,
     degrade,
     downsample,
+    edge_dropouts,
     lr_size,
     misregister,
     ratio_name,
@@ -150,6 +151,28 @@ def test_training_collate_mixes_ratios_and_protocols():
     batch = collate(items)
     torch.testing.assert_close(batch["lr"] * 1000, torch.round(batch["lr"] * 1000), rtol=0, atol=1e-3)
     assert float(batch["scale"]) == 4.0
+
+
+def test_training_collate_adds_edge_dropouts_to_the_benchmark_protocol():
+    depth = _step_scene()[0].float()
+    items = [{"rgb": torch.rand(3, 64, 64), "depth": depth, "valid": torch.ones(1, 64, 64, dtype=torch.bool)}] * 2
+    bicubic = downsample(torch.stack([it["depth"] for it in items]), 4, "bicubic")
+    random.seed(0)
+    torch.testing.assert_close(DegradeCollate([4], "bicubic", 0.0, dropouts=0.0)(items)["lr"], bicubic, rtol=0, atol=0)
+    lr = DegradeCollate([4], "bicubic", 0.0, dropouts=1.0)(items)["lr"]
+    changed = lr != bicubic
+    assert 0 < int(changed.sum()) < int(changed.numel() / 4)  # some pixels of the square's edge, nothing else
+    farthest = torch.nn.functional.max_pool2d(bicubic, 3, 1, 1)
+    assert torch.equal(lr[changed], farthest[changed])  # filled with the farthest depth around them
+    assert ((lr - bicubic) > 1.0).any()  # pixels of the near square (1 m) took the wall's depth (3 m)
+
+
+def test_edge_dropouts_leave_flat_depth_and_rate_zero_alone():
+    flat = torch.full((1, 1, 8, 8), 2.0)
+    assert torch.equal(edge_dropouts(flat, 1.0), flat)
+    step = _step_scene().float()
+    assert torch.equal(edge_dropouts(step, 0.0), step)
+    assert not torch.equal(edge_dropouts(step, 1.0), step)
 
 
 def test_synthetic_scenes_are_deterministic_and_photo_textured():

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from depthsr.data.degrade import downsample, is_integer_ratio, misregister, ratio_name
+from depthsr.data.degrade import TofParams, downsample, edge_dropouts, is_integer_ratio, misregister, ratio_name
 from depthsr.data.nyu import nyu_split
 from depthsr.data.packaged import PackagedPairs
 from depthsr.data.sample import Sample
@@ -80,15 +80,16 @@ class DegradeCollate:
 
     The ratio is one of `scales`, or with probability `random_ratios` a log-uniform draw from `ratio_range`
     (any real ratio: the network serves them all). The protocol is `protocol`, or `tof` with probability
-    `tof_share` (real-sensor degradations). With probability `misregistered` the batch's RGB is moved against
-    its depth by up to `max_shift` pixels (`degrade.misregister`)."""
+    `tof_share` (real-sensor degradations); with probability `dropouts` the edge dropouts of the `tof` protocol
+    alone are added to a batch of `protocol` (`degrade.edge_dropouts`). With probability `misregistered` the
+    batch's RGB is moved against its depth by up to `max_shift` pixels (`degrade.misregister`)."""
 
     def __init__(self, scales: list[float], protocol: str, noise: float, random_ratios: float = 0.0,
                  ratio_range: tuple[float, float] = (2.0, 16.0), tof_share: float = 0.0,
-                 misregistered: float = 0.0, max_shift: float = 2.0) -> None:
+                 misregistered: float = 0.0, max_shift: float = 2.0, dropouts: float = 0.0) -> None:
         self.scales, self.protocol, self.noise = list(scales), protocol, noise
         self.random_ratios, self.ratio_range, self.tof_share = random_ratios, tuple(ratio_range), tof_share
-        self.misregistered, self.max_shift = misregistered, max_shift
+        self.misregistered, self.max_shift, self.dropouts = misregistered, max_shift, dropouts
 
     def _ratio(self) -> float:
         if random.random() < self.random_ratios:
@@ -104,6 +105,8 @@ class DegradeCollate:
                                        for it in items])
         else:
             batch["lr"] = downsample(batch["depth"], scale, self.protocol, self.noise)
+            if self.dropouts and random.random() < self.dropouts:  # no draw at 0: the recipes' streams stay
+                batch["lr"] = edge_dropouts(batch["lr"], TofParams.dropout)
         if random.random() < self.misregistered:
             batch["rgb"] = misregister(batch["rgb"], self.max_shift)
         batch["scale"] = torch.tensor(float(scale))
@@ -126,6 +129,8 @@ class DSRDataModule(pl.LightningDataModule):
         random_ratios: share of training batches at a random real ratio from `ratio_range` instead.
         ratio_range: the smallest and largest random ratio (drawn log-uniformly).
         tof_share: share of training batches degraded by the `tof` protocol instead of `protocol`.
+        dropouts: share of the other batches given the `tof` protocol's edge dropouts (filled with the farthest
+            depth) on top of `protocol`: a network that has seen them no longer draws them as edges.
         misregistered: share of training batches whose RGB is moved against the depth (real rigs).
         max_shift: the largest such move, in high-resolution pixels per axis.
         protocol: 'bicubic', 'point' or 'noisy'.
@@ -149,6 +154,7 @@ class DSRDataModule(pl.LightningDataModule):
         random_ratios: float = 0.0,
         ratio_range: tuple[float, float] = (2.0, 16.0),
         tof_share: float = 0.0,
+        dropouts: float = 0.0,
         misregistered: float = 0.0,
         max_shift: float = 2.0,
         protocol: Literal["bicubic", "point", "noisy", "tof"] = "bicubic",
@@ -243,7 +249,7 @@ class DSRDataModule(pl.LightningDataModule):
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
                           collate_fn=DegradeCollate(self.scales, hp.protocol, hp.noise, hp.random_ratios,
                                                     hp.ratio_range, hp.tof_share, hp.misregistered,
-                                                    hp.max_shift))
+                                                    hp.max_shift, hp.dropouts))
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.val_sets)

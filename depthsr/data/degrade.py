@@ -93,6 +93,21 @@ def misregister(
     return shift_image(image, offsets[0], offsets[1], mode=mode)
 
 
+def edge_dropouts(
+    lr: torch.Tensor,  # B x 1 x h x w
+    rate: float,
+    edge: float = TofParams.edge,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:  # B x 1 x h x w
+    """`lr` with each pixel on a depth edge (its 3 x 3 neighbourhood spans more than `edge` times its depth) lost
+    with probability `rate` and filled with the farthest depth of its 3 x 3 neighbourhood, as ToF pipelines fill
+    the pixels that return no signal."""
+    farthest = F.max_pool2d(lr, 3, 1, 1)
+    on_edge = farthest + F.max_pool2d(-lr, 3, 1, 1) > edge * lr.abs().clamp_min(1e-12)  # local max - local min
+    hole = on_edge & (torch.rand(lr.shape, generator=generator, dtype=lr.dtype) < rate)
+    return torch.where(hole, farthest, lr)
+
+
 def tof_downsample(
     depth: torch.Tensor,  # B x 1 x H x W, valid everywhere
     size: tuple[int, int],
@@ -105,10 +120,7 @@ def tof_downsample(
     shifted = misregister(depth, params.shift, generator, mode="nearest")
     lr = F.adaptive_avg_pool2d(shifted, size)  # each pixel integrates its footprint: mixed pixels at edges
     lr = lr * (1 + params.noise * torch.randn(lr.shape, generator=generator, dtype=lr.dtype))
-    jump = F.max_pool2d(lr, 3, 1, 1) + F.max_pool2d(-lr, 3, 1, 1)  # local max - local min
-    edge = jump > params.edge * lr.abs().clamp_min(1e-12)
-    hole = edge & (torch.rand(lr.shape, generator=generator, dtype=lr.dtype) < params.dropout)
-    lr = torch.where(hole, F.max_pool2d(lr, 3, 1, 1), lr)  # the farthest depth around the hole
+    lr = edge_dropouts(lr, params.dropout, params.edge, generator)
     if mm > 0 and params.quantum_mm > 0:
         step = mm * params.quantum_mm
         lr = torch.round(lr / step) * step
