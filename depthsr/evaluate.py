@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import Dataset
 
-from depthsr.data.degrade import evaluation_sample
+from depthsr.data.degrade import TofParams, evaluation_sample
 from depthsr.data.sample import Units, units, valid_range
 from depthsr.methods.method import Method
 from depthsr.metrics import DepthMetrics, per_image_rmse
@@ -54,14 +54,16 @@ class Result:
 
 
 def evaluate(method: Method, dataset: Dataset, scale: float | None, protocol: str = "bicubic", norm: str = "lr",
-             border: int = 0, noise: float = 0.01, limit: int | None = None, progress=None) -> Result:
+             border: int = 0, noise: float = 0.01, limit: int | None = None, progress=None,
+             tof: TofParams | None = None) -> Result:
     """Per-image and overall errors of `method` on `dataset` at ratio `scale` (in the data set's report
-    units). `scale` None: protocol 'real' with each pair's measured `lr` at its own ratio."""
+    units). `scale` None: protocol 'real' with each pair's measured `lr` at its own ratio. `tof`: the `tof`
+    protocol's parameters (None: its defaults)."""
     metric = DepthMetrics(border)
     rows, report, ratios = [], "units", []
     n = len(dataset) if limit is None else min(limit, len(dataset))
     for index in range(n):
-        sample = evaluation_sample(dataset[index], scale, protocol, noise, index)
+        sample = evaluation_sample(dataset[index], scale, protocol, noise, index, tof)
         batch = {k: v[None] if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
         evaluation_step(method, batch, metric, norm)
         report = batch_units(batch).report

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import torch
 
-from depthsr.data.degrade import MM_IN_UNITS, TofParams, crop_to_multiple, lr_size, tof_downsample
+from depthsr.data.degrade import TofParams
 from depthsr.data.sets import parse_data
-from depthsr.evaluate import evaluation_step
+from depthsr.evaluate import evaluate
 from depthsr.methods.baselines import Bicubic
 from depthsr.methods.method import Method
 from depthsr.methods.network import NetworkMethod, resolve_method
-from depthsr.metrics import DepthMetrics, per_image_rmse
 
 ROOT = Path(__file__).resolve().parent.parent
 NONE = TofParams(shift=0.0, noise=0.0, dropout=0.0, quantum_mm=0.0)  # area integration alone
@@ -50,24 +49,6 @@ def methods_for(specs: list[str]) -> list[Method]:
     return methods
 
 
-def per_image(methods: list[Method], data, scale: float, params: TofParams) -> dict[str, list[float]]:
-    """Per-image RMSE (report units) of each method on `data` degraded by `params`, seeded as `compare` seeds."""
-    rmse: dict[str, list[float]] = {m.name: [] for m in methods}
-    for index in range(len(data)):
-        sample = crop_to_multiple(data[index], scale)
-        depth = sample["depth"][None]
-        generator = torch.Generator().manual_seed(index)
-        lr = tof_downsample(depth, lr_size(*depth.shape[-2:], scale), params,
-                            MM_IN_UNITS.get(sample.get("units", ""), 0.0), generator)
-        batch = {"lr": lr, "rgb": sample["rgb"][None], "depth": depth, "valid": sample["valid"][None],
-                 "units": sample.get("units", "")}
-        for method in methods:
-            metric = DepthMetrics()
-            evaluation_step(method, batch, metric)
-            rmse[method.name].append(float(per_image_rmse(metric.last)[0]))
-    return rmse
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default="default,tof", help="shipped model names or model files, comma-separated")
@@ -82,13 +63,12 @@ def main() -> None:
         print("| degradation | " + " | ".join(m.name for m in methods) + " |")
         print("|---|" + "---|" * len(methods))
         for label, params in COMPONENTS.items():
-            rmse = per_image(methods, data.open(scale), scale, params)
-            base = rmse[methods[0].name]
-            cells = [f"{sum(base) / len(base):.3f}"]
-            for method in methods[1:]:
-                values = rmse[method.name]
-                worse = sum(v > b for v, b in zip(values, base))
-                cells.append(f"{sum(values) / len(values):.3f} ({worse})")
+            results = [evaluate(m, data.open(scale), scale, "tof", border=data.border, tof=params) for m in methods]
+            base = [row["rmse"] for row in results[0].per_image]
+            cells = [f"{results[0].rmse:.3f}"]
+            for result in results[1:]:
+                worse = sum(row["rmse"] > b for row, b in zip(result.per_image, base))
+                cells.append(f"{result.rmse:.3f} ({worse})")
             print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -14,6 +14,7 @@ from depthsr.data.degrade import (
     degrade,
     downsample,
     edge_dropouts,
+    evaluation_sample,
     lr_size,
     misregister,
     ratio_name,
@@ -173,6 +174,18 @@ def test_edge_dropouts_leave_flat_depth_and_rate_zero_alone():
     step = _step_scene().float()
     assert torch.equal(edge_dropouts(step, 0.0), step)
     assert not torch.equal(edge_dropouts(step, 1.0), step)
+
+
+def test_evaluation_takes_the_tof_protocols_parameters():
+    sample = {"rgb": torch.rand(3, 64, 64), "depth": _step_scene()[0].float(), "valid": torch.ones(1, 64, 64,
+                                                                                                  dtype=torch.bool)}
+    area = TofParams(shift=0.0, noise=0.0, dropout=0.0, quantum_mm=0.0)
+    lr = evaluation_sample(sample, 4, "tof", 0.0, 3, tof=area)["lr"]
+    torch.testing.assert_close(lr, torch.nn.functional.adaptive_avg_pool2d(sample["depth"], (16, 16)), rtol=0, atol=0)
+    default = evaluation_sample(sample, 4, "tof", 0.0, 3)["lr"]
+    torch.testing.assert_close(default, evaluation_sample(sample, 4, "tof", 0.0, 3, tof=TofParams())["lr"], rtol=0,
+                               atol=0)
+    assert not torch.equal(default, lr)
 
 
 def test_synthetic_scenes_are_deterministic_and_photo_textured():

@@ -164,9 +164,10 @@ def ratio_name(scale: float) -> str:
 
 def degrade(
     sample: Sample, scale: float, protocol: str = "bicubic", noise: float = 0.01,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, tof: TofParams | None = None,
 ) -> Sample:
-    """The sample (cropped to a multiple of an integer `scale`) with its low-resolution input `lr` (1 x h x w)."""
+    """The sample (cropped to a multiple of an integer `scale`) with its low-resolution input `lr` (1 x h x w);
+    `tof`: the `tof` protocol's parameters (None: its defaults)."""
     name = sample.get("name", "sample")
     if protocol == "real":
         if "lr" not in sample:
@@ -181,7 +182,7 @@ def degrade(
                                f"(expected {int(h * scale)} x {int(w * scale)})")
     else:
         out = crop_to_multiple(sample, scale)
-        out["lr"] = downsample(out["depth"], scale, protocol, noise, generator, sample.get("units", ""))
+        out["lr"] = downsample(out["depth"], scale, protocol, noise, generator, sample.get("units", ""), tof)
     out["scale"] = scale
     return out  # type: ignore[return-value]
 
@@ -189,10 +190,11 @@ def degrade(
 MIN_LR_SIDE = 2  # smallest side (pixels) of a low-resolution input made by a protocol
 
 
-def evaluation_sample(sample: Sample, scale: float | None, protocol: str, noise: float, index: int) -> Sample:
+def evaluation_sample(sample: Sample, scale: float | None, protocol: str, noise: float, index: int,
+                      tof: TofParams | None = None) -> Sample:
     """Evaluation image `index` of a set degraded by `protocol` at `scale`, its noise drawn from a generator
     seeded by the index, so every table (compare, test, validation) sees the same inputs. `scale` None: protocol
-    'real' with the pair's measured `lr` at its own ratio."""
+    'real' with the pair's measured `lr` at its own ratio. `tof`: the `tof` protocol's parameters (None: defaults)."""
     name = sample.get("name", "sample")
     if scale is None:
         if "lr" not in sample:
@@ -203,4 +205,4 @@ def evaluation_sample(sample: Sample, scale: float | None, protocol: str, noise:
         if min(height, width) / scale < MIN_LR_SIDE:
             raise DepthSRError(f"{name}: {height} x {width} is too small for x{scale:g} (the low-resolution input "
                                f"would be under {MIN_LR_SIDE} pixels on a side)")
-    return degrade(sample, scale, protocol, noise, torch.Generator().manual_seed(index))
+    return degrade(sample, scale, protocol, noise, torch.Generator().manual_seed(index), tof)
