@@ -126,6 +126,23 @@ def test_a_network_grown_at_full_resolution_starts_equal_to_the_smaller_one(name
         grown.load_grown(broken)
 
 
+@pytest.mark.parametrize("name", ["paka", "plain", "pac"])
+def test_a_network_grown_by_a_block_starts_equal_to_the_smaller_one(name):
+    torch.manual_seed(5)
+    small = build_model(name, width=8, blocks=1)
+    for p in small.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    grown = build_model(name, width=8, blocks=3)
+    grown.load_grown(small.state_dict())
+    lr, rgb = torch.rand(1, 1, 6, 7), torch.rand(1, 3, 24, 28)
+    torch.testing.assert_close(grown(lr, rgb), small(lr, rgb), rtol=0, atol=0)
+    torch.testing.assert_close(grown.body[0].fuse.weight, small.body[0].fuse.weight, rtol=0, atol=0)
+    assert not grown.body[2].fuse.weight.any() and grown.body[2].convs[0].weight.any()  # identity, not emptied
+    gap = {k: v for k, v in grown.state_dict().items() if not k.startswith("body.1.")}
+    with pytest.raises(RuntimeError, match="body.1"):  # new blocks come after the loaded ones, none in between
+        build_model(name, width=8, blocks=3).load_grown(gap)
+
+
 def test_plain_twin_reads_the_guidance_by_concatenation():
     torch.manual_seed(0)
     layer = PlainConv2d(4, 3, kernel_size=3, dilation=2, guide_channels=5)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from depthsr.cli import main
-from depthsr.data.datamodule import DSRDataModule
+from depthsr.data.datamodule import DSRDataModule, downscale_pair
 from depthsr.data.degrade import degrade, downsample
 from depthsr.data.folder import FolderDataset
 from depthsr.data.io import read_depth, write_pfm
@@ -1119,3 +1119,23 @@ def test_tile_edges_are_within_half_a_pixel_of_their_depth(lr_size, size):
     for a0, a1, y0, y1 in tiles:
         for a, y in ((a0, y0), (a1, y1)):
             assert abs(y - a * size / lr_size) <= 0.5, (a, y)
+
+
+def test_folder_sets_train_at_each_downscaling(tmp_path):
+    """--data.folder_downscales lists every pair of a train set again, seen from farther: RGB area-averaged, depth
+    and validity at the nearest source pixel (edges stay sharp), each listed folder_repeats times."""
+    train = _folder_set(tmp_path / "trainset", {"units": "m", "role": "train"}, size=(96, 99))
+    dm = DSRDataModule(train_folders=[str(train)], folder_repeats=2, folder_downscales=[1, 3], crop=32, scales=[4],
+                       num_workers=0, batch_size=2)
+    dm.check("fit")
+    dm.setup("fit")
+    assert len(dm.train_set) == 8 and sorted(set(_names(dm.train_set.base))) == ["p0", "p0/3", "p1", "p1/3"]
+    full, far = dm.train_set.base[0], dm.train_set.base[4]
+    assert far["name"] == "p0/3" and far["depth"].shape == (1, 32, 33)
+    torch.testing.assert_close(far["depth"], full["depth"][:, 1::3, 1::3], rtol=0, atol=0)
+    assert torch.equal(far["valid"], full["valid"][:, 1::3, 1::3])
+    blocks = full["rgb"].reshape(3, 32, 3, 33, 3).mean((2, 4))
+    torch.testing.assert_close(far["rgb"], blocks)
+    assert downscale_pair(full, 2.5)["depth"].shape == (1, 38, 40)  # round(96 / 2.5), round(99 / 2.5)
+    with pytest.raises(DepthSRError, match=r"folder_downscales must be 1 or more \(no upscaling\), got \[0.5\]"):
+        DSRDataModule(train_folders=[str(train)], folder_downscales=[0.5], crop=32, scales=[4])

@@ -13,6 +13,7 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from depthsr.data.degrade import TofParams, downsample, edge_dropouts, is_integer_ratio, misregister, ratio_name
@@ -50,6 +51,35 @@ class Repeated(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         return self.base[index % len(self.base)]
+
+
+def nearest_centres(size: int, factor: float) -> torch.Tensor:  # round(size / factor) source indices
+    """The source index nearest each pixel centre of a grid `factor` times coarser (centres aligned)."""
+    centres = (torch.arange(round(size / factor)) + 0.5) * factor - 0.5
+    return centres.round().long().clamp(0, size - 1)
+
+
+def downscale_pair(s: Sample, factor: float) -> Sample:
+    """A training pair seen from `factor` times farther: the RGB area-averaged as a camera would record it, depth
+    and validity taken at the nearest source pixel, so depth edges stay as sharp as in the source."""
+    h, w = s["depth"].shape[-2:]
+    rows, cols = nearest_centres(h, factor), nearest_centres(w, factor)
+    rgb = F.interpolate(s["rgb"][None], size=(len(rows), len(cols)), mode="area")[0]
+    pick = {k: s[k][:, rows][:, :, cols] for k in ("depth", "valid")}
+    return {**s, "rgb": rgb, **pick, "name": f"{s.get('name', '')}/{factor:g}"}
+
+
+class Downscaled(Dataset):
+    """`base` with every pair downscaled by `factor` (`downscale_pair`): the same scenes at other image scales."""
+
+    def __init__(self, base: Dataset, factor: float) -> None:
+        self.base, self.factor = base, factor
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Sample:
+        return downscale_pair(self.base[index], self.factor)
 
 
 class RandomCrops(Dataset):
@@ -123,6 +153,8 @@ class DSRDataModule(pl.LightningDataModule):
         synthetic: procedural training scenes (0: none).
         train_folders: folder sets marked ``role: train`` to train on as well.
         folder_repeats: how many times each folder set is listed (weights it against the other sources).
+        folder_downscales: each folder set is trained on at each of these downscalings (1: as it is; 3: a third of
+            its size, its scenes three times farther), each listed `folder_repeats` times.
         packaged_repeats: how many times the real pair bundled with scikit-image (Middlebury 2014 Motorcycle,
             `depthsr.data.packaged`) is listed (0: not used).
         scales: training ratios (one drawn per batch); evaluation runs at each.
@@ -149,6 +181,7 @@ class DSRDataModule(pl.LightningDataModule):
         synthetic: int = 0,
         train_folders: list[str] | None = None,
         folder_repeats: int = 1,
+        folder_downscales: list[float] | None = None,
         packaged_repeats: int = 0,
         scales: list[float] | None = None,
         random_ratios: float = 0.0,
@@ -172,6 +205,8 @@ class DSRDataModule(pl.LightningDataModule):
             raise DepthSRError(f"crop {crop} must be a multiple of every integer scale {self.scales}")
         if any(s <= 1 for s in [*self.scales, *ratio_range]):
             raise DepthSRError(f"scales and ratio_range must be above 1, got {self.scales} and {list(ratio_range)}")
+        if any(f < 1 for f in folder_downscales or []):
+            raise DepthSRError(f"folder_downscales must be 1 or more (no upscaling), got {list(folder_downscales)}")
         if mat_path is None and not synthetic and not train_folders:
             raise DepthSRError("no training data: give --data.mat_path, --data.synthetic N or --data.train_folders")
 
@@ -191,7 +226,8 @@ class DSRDataModule(pl.LightningDataModule):
         if stage != "fit":
             return
         sizes = [hp.num_train - min(hp.val_count, hp.num_train - 1) if hp.mat_path is not None else 0, hp.synthetic,
-                 hp.packaged_repeats, *(len(train_folder(p)) * hp.folder_repeats for p in hp.train_folders or [])]
+                 hp.packaged_repeats, *(len(train_folder(p)) * hp.folder_repeats * len(hp.folder_downscales or [1.0])
+                                        for p in hp.train_folders or [])]
         crops = sum(sizes) * hp.repeats
         if crops < hp.batch_size:
             raise DepthSRError(f"only {crops} training crops per epoch, fewer than the batch size {hp.batch_size}: "
@@ -215,7 +251,8 @@ class DSRDataModule(pl.LightningDataModule):
             train.append(cache(SyntheticDataset(hp.synthetic, (hp.crop, hp.crop), seed=0)))
             if not self.val_sets:
                 self.val_sets.append(synthetic_val_set())
-        train += [Repeated(cache(train_folder(p)), hp.folder_repeats) for p in hp.train_folders or []]
+        train += [Repeated(cache(Downscaled(train_folder(p), f) if f != 1 else train_folder(p)), hp.folder_repeats)
+                  for p in hp.train_folders or [] for f in hp.folder_downscales or [1.0]]
         if hp.packaged_repeats:
             train.append(PackagedPairs(hp.packaged_repeats))
         self.train_set = RandomCrops(ConcatDataset(train), hp.crop, hp.repeats)

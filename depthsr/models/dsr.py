@@ -112,12 +112,19 @@ class GuidedDSRNet(nn.Module):
         return self
 
     def load_grown(self, state: dict[str, torch.Tensor]) -> None:
-        """Load the weights of this network, or of one without the parts that start as no-ops (`full_guided`), which
-        keep their initial values: the grown network starts with the smaller one's output."""
+        """Load the weights of this network, or of a smaller one: without the parts that start as no-ops
+        (`full_guided`) or with fewer hierarchical blocks. What the smaller one lacks keeps its initial values, a new
+        block (appended to the body) its fuse at zero, so the grown network starts with the smaller one's output."""
         missing, unexpected = self.load_state_dict(state, strict=False)
-        grown = [k for k in missing if k.split(".")[0] in ("guide0", "guided0", "scale0")]
-        if unexpected or len(grown) != len(missing):
+        old_blocks = {int(k.split(".")[1]) for k in state if k.startswith("body.")}
+        new_blocks = range(len(old_blocks), len(self.body))
+        no_ops = ("guide0.", "guided0.", "scale0", *(f"body.{i}." for i in new_blocks))
+        grown = [k for k in missing if k.startswith(no_ops)]
+        if unexpected or len(grown) != len(missing) or old_blocks != set(range(len(old_blocks))):
             self.load_state_dict(state)  # raises PyTorch's error naming the keys that do not fit
+        for i in new_blocks:
+            nn.init.zeros_(self.body[i].fuse.weight)  # the block's residual is zero: it is the identity
+            nn.init.zeros_(self.body[i].fuse.bias)
 
     def forward(
         self, lr: torch.Tensor, rgb: torch.Tensor  # B x 1 x h x w, B x 3 x H x W
