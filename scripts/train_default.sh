@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Reproduce a shipped model: fine-tune the previous default (stage 0: the model of commit b21d03f, re-exported as
 # safetensors in e05aea1) with configs/default_model.yaml (about 20 minutes on 2 CPU cores; on a GPU add
-# --trainer.accelerator gpu), for the default finish from its best checkpoint at the benchmark ratios only
-# (configs/default_finish.yaml, about 9 minutes), measure it on the evaluation pairs of ../shared/data, and export
-# the best checkpoint with its recipe, data and headline numbers. The default is exported with three parameter-free
-# inference steps (`depthsr export --consistency 2 --flip-ensemble --self-check`): back-projection onto the input,
-# the mirror average and the self-check (blended with bicubic by the trust it earns on its own input); the tof model
-# with the self-check alone.
+# --trainer.accelerator gpu); for the default, two later stages, each from the best checkpoint of the one before:
+# the finish at the benchmark ratios only (configs/default_finish.yaml, about 9 minutes), then the same with the
+# Middlebury 2005 pairs also seen downscaled (configs/default_downscaled.yaml, about 18 minutes); measure it on the
+# evaluation pairs of ../shared/data, and export the best checkpoint with its recipe, data and headline numbers. The
+# default is exported with three parameter-free inference steps (`depthsr export --consistency 2 --flip-ensemble
+# --self-check`): back-projection onto the input, the mirror average and the self-check (blended with bicubic by the
+# trust it earns on its own input); the tof model with the self-check alone.
 #     scripts/train_default.sh [default|tof] [fit options]
 # default -> depthsr/weights/depthsr_default.safetensors (bicubic-protocol headline numbers);
 # tof     -> depthsr/weights/depthsr_tof.safetensors (configs/tof_model.yaml on top: 30 % tof batches; numbers on the real
@@ -25,15 +26,16 @@ DATA="stage 0 (b21d03f): 500 procedural scenes, ../shared/data/middlebury2005 (r
 fine-tune: procedural scenes (depthsr.data.synthetic, 3000 at 128 x 128, photo textures from scikit-image, random \
 light), ../shared/data/middlebury2005 (role: train), Middlebury 2014 Motorcycle (bundled with scikit-image); bicubic \
 degradations at x4/x8/x16 (70 %) and random ratios 2-16 (30 %), RGB moved up to 2 px against the depth in 50 % of \
-batches; L2; the default then 2024 steps at x4/x8/x16 only"
+batches; L2; the default then 2024 steps at x4/x8/x16 only, and 4048 more with the Middlebury 2005 pairs also \
+downscaled to 1/2, 1/3, 1/4 and 1/6 of their size"
 case $NAME in
-    default) CONFIGS=(--config configs/default_model.yaml) RECIPE=configs/default_finish.yaml
-             FINISH=(--config configs/default_model.yaml --config configs/default_finish.yaml)
+    default) CONFIGS=(--config configs/default_model.yaml) RECIPE=configs/default_downscaled.yaml
+             LATER=(configs/default_finish.yaml configs/default_downscaled.yaml)  # each on top of those before it
              COMPARE=(--data folder:../shared/data --scales 4 8 16 --norm gt)
              INFERENCE=(--consistency 2 --flip-ensemble --self-check  # LR-consistency, mirror average, self-check
                         --ratio-range 2 16) ;;  # the first stage's random ratios (the finish has none)
     tof) CONFIGS=(--config configs/default_model.yaml --config configs/tof_model.yaml) RECIPE=configs/tof_model.yaml
-         FINISH=()
+         LATER=()
          DATA="$DATA; 30 % of batches under the tof protocol"
          COMPARE=(--data folder:../shared/data/rgbdd --protocol tof --scales 2.5 4 7.5 8 16)
          INFERENCE=(--self-check) ;;  # a real sensor's LR is noisy: back-projecting onto it adds the noise back
@@ -43,13 +45,15 @@ rm -rf "$RUNS"
 mkdir -p "$RUNS"
 "$PYTHON" scripts/stage0.py "$STAGE0"  # from the git history, its digest checked
 "$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$STAGE0" "$@"
-best=$(ls -t "$RUNS"/*/*/checkpoints/best-*.ckpt | head -n 1)
-if [ ${#FINISH[@]} -gt 0 ]; then
-    "$DEPTHSR" fit "${FINISH[@]}" --model.init_weights "$best" "$@"
-    best=$(ls -t "$RUNS"/finish/*/*/checkpoints/best-*.ckpt | head -n 1)
-fi
-"$DEPTHSR" export --ckpt "$best" --out "$OUT" --scales 4 8 16 --recipe "$RECIPE" --data "$DATA" "${INFERENCE[@]}"
+newest() { find "$RUNS" -name "$1" -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2-; }
+ckpt=$(newest 'best-*.ckpt')  # the first stage: its best checkpoint by the held-out scenes' RMSE
+for stage in "${LATER[@]}"; do  # each later stage starts where the one before ended
+    CONFIGS+=(--config "$stage")
+    "$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$ckpt" "$@"
+    ckpt=$(newest 'latest-*.ckpt')  # and ends at its schedule's last step
+done
+"$DEPTHSR" export --ckpt "$ckpt" --out "$OUT" --scales 4 8 16 --recipe "$RECIPE" --data "$DATA" "${INFERENCE[@]}"
 rm -rf "out/${NAME}_model_compare"
 "$DEPTHSR" compare "${COMPARE[@]}" --methods "bicubic,$NAME" --out "out/${NAME}_model_compare"
-"$DEPTHSR" export --ckpt "$best" --out "$OUT" --scales 4 8 16 --recipe "$RECIPE" --data "$DATA" "${INFERENCE[@]}" \
+"$DEPTHSR" export --ckpt "$ckpt" --out "$OUT" --scales 4 8 16 --recipe "$RECIPE" --data "$DATA" "${INFERENCE[@]}" \
     --results "out/${NAME}_model_compare/results.csv"

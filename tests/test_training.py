@@ -189,19 +189,23 @@ def test_print_config_works(capsys):
     json.dumps(config)
 
 
-def test_default_finish_is_the_default_recipe_at_the_benchmark_ratios(capsys):
-    """configs/default_finish.yaml on top of configs/default_model.yaml (scripts/train_default.sh's last stage):
-    the same data and loss, no random ratios, 2024 steps, its own run folder."""
-    configs = [str(ROOT / "configs" / name) for name in ("default_model.yaml", "default_finish.yaml")]
+def _resolved_config(capsys, *names: str) -> dict:
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", configs[0], "--print_config"])
-    base = yaml.safe_load(capsys.readouterr().out)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", configs[0], "--config", configs[1], "--print_config"])
+        main(["fit", *(arg for name in names for arg in ("--config", str(ROOT / "configs" / name))), "--print_config"])
     assert exit_info.value.code == 0
-    finish = yaml.safe_load(capsys.readouterr().out)
-    assert finish["data"]["random_ratios"] == 0.0 and base["data"]["random_ratios"] == 0.3
-    assert finish["trainer"]["max_steps"] == 2024
-    assert finish["trainer"]["logger"]["init_args"]["save_dir"] == "runs/default_model/finish"
-    changed = {k for k in base["data"] if base["data"][k] != finish["data"][k]}
-    assert changed == {"random_ratios"} and finish["model"] == base["model"]
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("stage, changed, steps", [
+    ("default_finish.yaml", {"random_ratios": 0.0}, 2024),
+    ("default_downscaled.yaml", {"folder_downscales": [1, 2, 3, 4, 6]}, 4048),
+])
+def test_each_later_stage_of_the_default_recipe_changes_only_its_own_data(capsys, stage, changed, steps):
+    """scripts/train_default.sh's later stages, each a config on top of the ones before it: the same model, loss and
+    data but for the stage's own change, its own step count and run folder."""
+    stages = ["default_model.yaml", "default_finish.yaml", "default_downscaled.yaml"]
+    before = _resolved_config(capsys, *stages[: stages.index(stage)])
+    after = _resolved_config(capsys, *stages[: stages.index(stage) + 1])
+    assert {k: v for k, v in after["data"].items() if before["data"][k] != v} == changed
+    assert after["model"] == before["model"] and after["trainer"]["max_steps"] == steps
+    assert after["trainer"]["logger"]["init_args"]["save_dir"] == f"runs/default_model/{stage[8:-5]}"
