@@ -3,7 +3,7 @@
 # safetensors in e05aea1) with configs/default_model.yaml (about 20 minutes on 2 CPU cores; on a GPU add
 # --trainer.accelerator gpu); for the default, two later stages, each from the best checkpoint of the one before:
 # the finish at the benchmark ratios only (configs/default_finish.yaml, about 9 minutes), then the same with the
-# Middlebury 2005 pairs also seen downscaled (configs/default_downscaled.yaml, about 18 minutes); measure it on the
+# Middlebury 2005 pairs also seen downscaled (configs/default_downscaled.yaml, about 16 minutes); measure it on the
 # evaluation pairs of ../shared/data, and export the best checkpoint with its recipe, data and headline numbers. The
 # default is exported with three parameter-free inference steps (`depthsr export --consistency 2 --flip-ensemble
 # --self-check`): back-projection onto the input, the mirror average and the self-check (blended with bicubic by the

@@ -110,16 +110,22 @@ def test_every_parameter_of_every_twin_gets_a_gradient(name, full_guided):
     assert not unused
 
 
-@pytest.mark.parametrize("name", ["paka", "plain", "pac"])
-def test_a_network_grown_at_full_resolution_starts_equal_to_the_smaller_one(name):
-    torch.manual_seed(4)
+def _grown_from_a_smaller_one(name: str, seed: int, **growth) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A small random network and one grown from it by `growth`, checked to answer exactly as the small one."""
+    torch.manual_seed(seed)
     small = build_model(name, width=8, blocks=1)
     for p in small.parameters():
         torch.nn.init.normal_(p, std=0.1)
-    grown = build_model(name, width=8, blocks=1, full_guided=True)
+    grown = build_model(name, **{"width": 8, "blocks": 1, **growth})
     grown.load_grown(small.state_dict())
     lr, rgb = torch.rand(1, 1, 6, 7), torch.rand(1, 3, 24, 28)
     torch.testing.assert_close(grown(lr, rgb), small(lr, rgb), rtol=0, atol=0)
+    return small, grown
+
+
+@pytest.mark.parametrize("name", ["paka", "plain", "pac"])
+def test_a_network_grown_at_full_resolution_starts_equal_to_the_smaller_one(name):
+    small, grown = _grown_from_a_smaller_one(name, 4, full_guided=True)
     assert {"guide0.0.weight", "guided0.weight", "scale0"} <= set(grown.state_dict()) - set(small.state_dict())
     broken = {k: v for k, v in small.state_dict().items() if not k.startswith("refine0.")}
     with pytest.raises(RuntimeError, match="refine0"):  # only the no-op parts may be missing
@@ -128,14 +134,7 @@ def test_a_network_grown_at_full_resolution_starts_equal_to_the_smaller_one(name
 
 @pytest.mark.parametrize("name", ["paka", "plain", "pac"])
 def test_a_network_grown_by_a_block_starts_equal_to_the_smaller_one(name):
-    torch.manual_seed(5)
-    small = build_model(name, width=8, blocks=1)
-    for p in small.parameters():
-        torch.nn.init.normal_(p, std=0.1)
-    grown = build_model(name, width=8, blocks=3)
-    grown.load_grown(small.state_dict())
-    lr, rgb = torch.rand(1, 1, 6, 7), torch.rand(1, 3, 24, 28)
-    torch.testing.assert_close(grown(lr, rgb), small(lr, rgb), rtol=0, atol=0)
+    small, grown = _grown_from_a_smaller_one(name, 5, blocks=3)
     torch.testing.assert_close(grown.body[0].fuse.weight, small.body[0].fuse.weight, rtol=0, atol=0)
     assert not grown.body[2].fuse.weight.any() and grown.body[2].convs[0].weight.any()  # identity, not emptied
     gap = {k: v for k, v in grown.state_dict().items() if not k.startswith("body.1.")}
