@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from depthsr.commands.compare import worse_than_reference
 from depthsr.data.degrade import TofParams
 from depthsr.data.sets import parse_data
 from depthsr.evaluate import evaluate
@@ -64,11 +65,11 @@ def main() -> None:
         print("|---|" + "---|" * len(methods))
         for label, params in COMPONENTS.items():
             results = [evaluate(m, data.open(scale), scale, "tof", border=data.border, tof=params) for m in methods]
-            base = [row["rmse"] for row in results[0].per_image]
-            cells = [f"{results[0].rmse:.3f}"]
-            for result in results[1:]:
-                worse = sum(row["rmse"] > b for row, b in zip(result.per_image, base))
-                cells.append(f"{result.rmse:.3f} ({worse})")
+            rows = [{**row, "method": m.name, "dataset": data.name, "scale": scale}
+                    for m, result in zip(methods, results) for row in result.per_image]
+            worse = worse_than_reference(rows)  # counted as `depthsr compare` counts them
+            cells = [f"{results[0].rmse:.3f}"] + [f"{result.rmse:.3f} ({worse[m.name, data.name, scale][0]})"
+                                                  for m, result in zip(methods[1:], results[1:])]
             print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Reproduce a shipped model: fine-tune the previous default (stage 0: the model of commit b21d03f, re-exported as
 # safetensors in e05aea1) with configs/default_model.yaml (about 20 minutes on 2 CPU cores; on a GPU add
-# --trainer.accelerator gpu); for the default, two later stages, each from the best checkpoint of the one before:
-# the finish at the benchmark ratios only (configs/default_finish.yaml, about 9 minutes), then the same with the
-# Middlebury 2005 pairs also seen downscaled (configs/default_downscaled.yaml, about 16 minutes); measure it on the
-# evaluation pairs of ../shared/data, and export the best checkpoint with its recipe, data and headline numbers. The
-# default is exported with three parameter-free inference steps (`depthsr export --consistency 2 --flip-ensemble
-# --self-check`): back-projection onto the input, the mirror average and the self-check (blended with bicubic by the
-# trust it earns on its own input); the tof model with the self-check alone.
+# --trainer.accelerator gpu); for the default, two later stages: the finish at the benchmark ratios only, from the
+# fine-tune's best checkpoint (configs/default_finish.yaml, about 9 minutes), then, from where the finish ended, the
+# same with the Middlebury 2005 pairs also seen downscaled (configs/default_downscaled.yaml, about 16 minutes);
+# measure it on the evaluation pairs of ../shared/data, and export the final checkpoint with its recipe, data and
+# headline numbers. The default is exported with three parameter-free inference steps (`depthsr export --consistency
+# 2 --flip-ensemble --self-check`): back-projection onto the input, the mirror average and the self-check (blended
+# with bicubic by the trust it earns on its own input); the tof model with the self-check alone.
 #     scripts/train_default.sh [default|tof] [fit options]
 # default -> depthsr/weights/depthsr_default.safetensors (bicubic-protocol headline numbers);
 # tof     -> depthsr/weights/depthsr_tof.safetensors (configs/tof_model.yaml on top: 30 % tof batches; numbers on the real
