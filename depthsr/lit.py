@@ -5,7 +5,9 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 
+from depthsr.errors import DepthSRError
 from depthsr.evaluate import batch_units, evaluation_step
 from depthsr.methods.method import normalise
 from depthsr.methods.model_file import read_model_file
@@ -14,6 +16,22 @@ from depthsr.metrics import DepthMetrics
 from depthsr.models import build_model
 from depthsr.training import resume_at_next_epoch
 from depthsr.visualize import error_panel
+
+CLEAN_GATE_WEIGHT = 4.0  # a cleaner's gate opened on a clean input costs the accuracy the default is for; one left
+# shut on a sensor's input leaves the answer as it was without a cleaner: the first mistake weighs 4 times the second
+
+
+def freeze_all_but(model: torch.nn.Module, prefixes: list[str]) -> None:
+    """Only the parameters whose names start with one of `prefixes` are trained; one clear error for a prefix
+    that names none."""
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            parts = sorted({name.split(".")[0] for name in names})
+            raise DepthSRError(f"--model.train_only {prefix!r}: no parameter of the network starts with it "
+                               f"(its parts: {', '.join(parts)})")
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(tuple(prefixes)))
 
 
 class DSRModule(pl.LightningModule):
@@ -36,18 +54,23 @@ class DSRModule(pl.LightningModule):
         log_images: how many validation images to log as panels per epoch.
         init_weights: a model file (.safetensors, .pt or .ckpt) whose weights the network starts from (weights only:
             the keywords, inference steps included, are `model`, `preset` and `model_kwargs`).
+        train_only: the parts of the network to train, by parameter-name prefix (e.g. ``[cleaner]``: only the input
+            cleaner); the rest stays exactly as loaded. None: all of it.
     """
 
     def __init__(self, model: Literal["paka", "pac", "plain"] = "paka", preset: Literal["small", "base"] = "small",
                  model_kwargs: dict | None = None, lr: float = 2e-4, weight_decay: float = 1e-4,
                  scheduler: Literal["cosine", "step"] = "cosine", step_size: int = 30, loss: Literal["l1", "l2"] = "l1",
-                 norm: Literal["lr", "gt"] = "lr", log_images: int = 2, init_weights: str | None = None) -> None:
+                 norm: Literal["lr", "gt"] = "lr", log_images: int = 2, init_weights: str | None = None,
+                 train_only: list[str] | None = None) -> None:
         super().__init__()
         # not logged by Lightning: the CLI logs the whole config, where `model` is this section (depthsr.training)
         self.save_hyperparameters(logger=False)
         self.model = build_model(model, preset, **(model_kwargs or {}))
         if init_weights is not None:  # fine-tuning: start from a model file's weights (read without unpickling),
             self.model.load_grown(read_model_file(init_weights).state)  # maybe of the network without full_guided
+        if train_only is not None:
+            freeze_all_but(self.model, train_only)
         self.val_metrics = torch.nn.ModuleList()  # one per evaluation set, in the order the sets first appear
         self.test_metrics = torch.nn.ModuleList()
         self._eval_sets: dict[str, list[str]] = {"val": [], "test": []}  # their names
@@ -63,6 +86,12 @@ class DSRModule(pl.LightningModule):
         err = (pred - target)[valid]
         loss = err.abs().mean() if self.hparams.loss == "l1" else err.square().mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        if self.model.cleaner is not None and "sensor" in batch:  # the cleaner's gate: is this a raw sensor's input?
+            gate = self.model.cleaner.open_to(lr_norm, batch["rgb"]).flatten()
+            sensor = batch["sensor"].to(gate).expand_as(gate)
+            gate_loss = F.binary_cross_entropy(gate, sensor, weight=1 + (CLEAN_GATE_WEIGHT - 1) * (1 - sensor))
+            self.log("train/gate_bce", gate_loss, batch_size=pred.shape[0])
+            loss = loss + gate_loss
         return loss
 
     def _metric(self, stage: str, batch: dict) -> DepthMetrics:
@@ -122,7 +151,8 @@ class DSRModule(pl.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         learning_rate = hp.lr
-        opt = torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=hp.weight_decay)
+        trained = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trained, lr=learning_rate, weight_decay=hp.weight_decay)
         if hp.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=0.5)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch", "name": "train/lr"}}

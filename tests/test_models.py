@@ -132,6 +132,13 @@ def test_a_network_grown_at_full_resolution_starts_equal_to_the_smaller_one(name
         grown.load_grown(broken)
 
 
+@pytest.mark.parametrize("name", ["paka", "plain"])
+def test_a_network_grown_by_an_input_cleaner_starts_equal_to_the_smaller_one(name):
+    small, grown = _grown_from_a_smaller_one(name, 6, clean_input=True)
+    assert {k for k in grown.state_dict() if k.startswith("cleaner.")} == set(grown.state_dict()) - set(
+        small.state_dict())
+
+
 @pytest.mark.parametrize("name", ["paka", "plain", "pac"])
 def test_a_network_grown_by_a_block_starts_equal_to_the_smaller_one(name):
     small, grown = _grown_from_a_smaller_one(name, 5, blocks=3)

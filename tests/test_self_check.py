@@ -96,7 +96,8 @@ def test_export_adds_and_removes_the_self_check(tmp_path):
 
 def test_tiles_share_the_whole_images_weight(shared):
     """A large image is answered in tiles; with the self-check every tile takes the weight the whole image earns
-    (not one of its own), so the tiled answer is the unchecked tiled answer blended by that one weight."""
+    (not one of its own), so the tiled answer is the unchecked tiled answer blended by that one weight (both on the
+    input as the network sees it, after its cleaner where it has one)."""
     import copy
 
     from depthsr.data.degrade import evaluation_sample
@@ -113,10 +114,13 @@ def test_tiles_share_the_whole_images_weight(shared):
     with_check, without = NetworkMethod(checked), NetworkMethod(unchecked)
     with_check.tile = without.tile = 256  # several tiles
     with torch.no_grad():
-        seen = normalise(lr, None)[0]  # what the network sees
-        weight = trust(unchecked, seen, rgb)
-        left, right = trust(unchecked, seen[..., :64], rgb[..., :256]), trust(unchecked, seen[..., 64:], rgb[..., 256:])
+        normalised, lo, span = normalise(lr, None)
+        seen = unchecked.clean(normalised, rgb)  # what the network sees
+        weight = trust(unchecked.answer, seen, rgb)
+        left = trust(unchecked.answer, seen[..., :64], rgb[..., :256])
+        right = trust(unchecked.answer, seen[..., 64:], rgb[..., 256:])
         assert abs(float(left) - float(right)) > 0.05  # tiles of their own would take other weights
         # the blend is affine in the depth, so it holds in millimetres as well
-        torch.testing.assert_close(with_check(lr, rgb), blend(without(lr, rgb), lr, weight), rtol=1e-5, atol=1e-3)
+        torch.testing.assert_close(with_check(lr, rgb), blend(without(lr, rgb), seen * span + lo, weight), rtol=1e-5,
+                                   atol=1e-3)
     assert checked.self_check  # switched back on after the tiled answer

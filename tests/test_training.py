@@ -196,16 +196,19 @@ def _resolved_config(capsys, *names: str) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("stage, changed, steps", [
-    ("default_finish.yaml", {"random_ratios": 0.0}, 2024),
-    ("default_downscaled.yaml", {"folder_downscales": [1, 2, 3, 4, 6]}, 4048),
+@pytest.mark.parametrize("stage, changed, model, steps", [
+    ("default_finish.yaml", {"random_ratios": 0.0}, {}, 2024),
+    ("default_downscaled.yaml", {"folder_downscales": [1, 2, 3, 4, 6]}, {}, 4048),
+    ("default_cleaner.yaml", {"tof_share": 0.5, "crop": 176},
+     {"lr": 0.001, "model_kwargs": {"clean_input": True, "consistency": 2}, "train_only": ["cleaner"]}, 2024),
 ])
-def test_each_later_stage_of_the_default_recipe_changes_only_its_own_data(capsys, stage, changed, steps):
+def test_each_later_stage_of_the_default_recipe_changes_only_its_own_data(capsys, stage, changed, model, steps):
     """scripts/train_default.sh's later stages, each a config on top of the ones before it: the same model, loss and
     data but for the stage's own change, its own step count and run folder."""
-    stages = ["default_model.yaml", "default_finish.yaml", "default_downscaled.yaml"]
+    stages = ["default_model.yaml", "default_finish.yaml", "default_downscaled.yaml", "default_cleaner.yaml"]
     before = _resolved_config(capsys, *stages[: stages.index(stage)])
     after = _resolved_config(capsys, *stages[: stages.index(stage) + 1])
     assert {k: v for k, v in after["data"].items() if before["data"][k] != v} == changed
-    assert after["model"] == before["model"] and after["trainer"]["max_steps"] == steps
+    assert {k: v for k, v in after["model"].items() if before["model"][k] != v} == model
+    assert after["trainer"]["max_steps"] == steps
     assert after["trainer"]["logger"]["init_args"]["save_dir"] == f"runs/default_model/{stage[8:-5]}"

@@ -47,11 +47,13 @@ class NetworkMethod(Method):
         return fn(lr.to(param), rgb.to(param)).to(lr.dtype)
 
     def _tiled(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """With the self-check, every tile shares one weight, the whole image's: the repeated task runs on the whole
-        input (itself in tiles where large), the answer in tiles, and the blend follows."""
-        if not getattr(self.model, "self_check", False):
-            return super()._tiled(lr, rgb)
+        """The input cleaned once, whole; the answer in tiles; with the self-check, every tile shares one weight,
+        the whole image's: the repeated task runs on the whole input (itself in tiles where large), and the blend
+        follows."""
+        lr = self._run(self.model.clean, lr, rgb)
         answer = partial(self._in_tiles, self._answer)
+        if not self.model.self_check:
+            return answer(lr, rgb)
         return blend(answer(lr, rgb), lr, trust(answer, lr, rgb))
 
 

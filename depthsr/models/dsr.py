@@ -2,7 +2,9 @@
 
 Data path (H x W is the output size, s the scale):
 
-    lr (B x 1 x h x w) --bicubic--> up (B x 1 x H x W) -------------------------------------+
+    lr (B x 1 x h x w) -> with `clean_input`: the input cleaner (`depthsr.models.input_cleaner`) corrects
+    the outliers of a raw sensor's depth (the RGB area-averaged to h x w guides it); everything below sees its lr
+    lr --bicubic--> up (B x 1 x H x W) -------------------------------------+
     rgb (B x 3 x H x W) -> RGB encoder: e0 (H), e1 (H/2), e2 (H/4)                           |
     up -> depth encoder: pixel-unshuffled at H/2 and H/4 -> d1, d2                           |
     guidance g2 = fuse(e2, d2) at H/4 steers the body's PAKA convolutions (hierarchical blocks);
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from depthsr.models.consistency import back_project
+from depthsr.models.input_cleaner import InputCleaner
 from depthsr.models.layers import HierarchicalPAKA, guided_conv
 from depthsr.models.self_check import blend, trust
 from depthsr.ops.resize import bicubic_resize
@@ -68,17 +71,20 @@ class GuidedDSRNet(nn.Module):
         flip_ensemble: in eval mode, average the answers for the inputs and their mirror image (twice the time).
         self_check: in eval mode, repeat the task on the input downsampled by the same ratio and blend the answer
             with bicubic by the weight the network earns there (`depthsr.models.self_check`; 1/s^2 more time).
+        clean_input: an input cleaner first (`depthsr.models.input_cleaner.InputCleaner`, about 20k parameters
+            working at the input's size), which starts as the identity.
     The last three have no parameters: `depthsr export --consistency/--flip-ensemble/--self-check` can add them to a
     trained network.
     """
 
     def __init__(self, conv: str = "paka", width: int = 32, blocks: int = 2,
                  dilations: tuple[int, ...] = (1, 2, 4), full_guided: bool = False, consistency: int = 0,
-                 flip_ensemble: bool = False, self_check: bool = False) -> None:
+                 flip_ensemble: bool = False, self_check: bool = False, clean_input: bool = False) -> None:
         super().__init__()
         c2, c1, c0 = width, width * 3 // 4, width // 2
         self.conv_kind, self.width, self.dilations, self.full_guided = conv, width, list(dilations), full_guided
         self.consistency, self.flip_ensemble, self.self_check = consistency, flip_ensemble, self_check
+        self.cleaner = InputCleaner() if clean_input else None
         self.rgb0 = _conv(3, c0)
         self.rgb1 = _conv(c0, c1, stride=2)
         self.rgb2 = _conv(c1, c2, stride=2)
@@ -104,7 +110,7 @@ class GuidedDSRNet(nn.Module):
         """The keywords that rebuild this network (what a model file records)."""
         return {"width": self.width, "blocks": len(self.body), "dilations": self.dilations,
                 "full_guided": self.full_guided, "consistency": self.consistency, "flip_ensemble": self.flip_ensemble,
-                "self_check": self.self_check}
+                "self_check": self.self_check, "clean_input": self.cleaner is not None}
 
     def without_inference_steps(self) -> GuidedDSRNet:
         """This network, its parameter-free inference steps switched off (one pass): for measuring the network alone."""
@@ -113,12 +119,13 @@ class GuidedDSRNet(nn.Module):
 
     def load_grown(self, state: dict[str, torch.Tensor]) -> None:
         """Load the weights of this network, or of a smaller one: without the parts that start as no-ops
-        (`full_guided`) or with fewer hierarchical blocks. What the smaller one lacks keeps its initial values, a new
-        block (appended to the body) its fuse at zero, so the grown network starts with the smaller one's output."""
+        (`full_guided`, `clean_input`) or with fewer hierarchical blocks. What the smaller one lacks keeps its initial
+        values, a new block (appended to the body) its fuse at zero, so the grown network starts with the smaller
+        one's output."""
         missing, unexpected = self.load_state_dict(state, strict=False)
         old_blocks = {int(k.split(".")[1]) for k in state if k.startswith("body.")}
         new_blocks = range(len(old_blocks), len(self.body))
-        no_ops = ("guide0.", "guided0.", "scale0", *(f"body.{i}." for i in new_blocks))
+        no_ops = ("guide0.", "guided0.", "scale0", "cleaner.", *(f"body.{i}." for i in new_blocks))
         grown = [k for k in missing if k.startswith(no_ops)]
         if unexpected or len(grown) != len(missing) or old_blocks != set(range(len(old_blocks))):
             self.load_state_dict(state)  # raises PyTorch's error naming the keys that do not fit
@@ -129,15 +136,23 @@ class GuidedDSRNet(nn.Module):
     def forward(
         self, lr: torch.Tensor, rgb: torch.Tensor  # B x 1 x h x w, B x 3 x H x W
     ) -> torch.Tensor:  # B x 1 x H x W
+        lr = self.clean(lr, rgb)
         pred = self.answer(lr, rgb)
         if self.self_check and not self.training:
             pred = blend(pred, lr, trust(self.answer, lr, rgb))
         return pred
 
+    def clean(
+        self, lr: torch.Tensor, rgb: torch.Tensor  # B x 1 x h x w, B x 3 x H x W
+    ) -> torch.Tensor:  # B x 1 x h x w
+        """The input as the network sees it: corrected by the input cleaner, if the network has one."""
+        return lr if self.cleaner is None else self.cleaner(lr, rgb)
+
     def answer(
         self, lr: torch.Tensor, rgb: torch.Tensor  # B x 1 x h x w, B x 3 x H x W
     ) -> torch.Tensor:  # B x 1 x H x W
-        """The network's answer before the self-check: one pass, the flip ensemble, the consistency steps."""
+        """The network's answer to a (cleaned) input before the self-check: one pass, the flip ensemble, the
+        consistency steps."""
         pred = self.predict_once(lr, rgb)
         if self.flip_ensemble and not self.training:  # the mirrored inputs' answer, mirrored back
             pred = (pred + self.predict_once(lr.flip(-1), rgb.flip(-1)).flip(-1)) / 2
