@@ -5,7 +5,6 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from depthsr.errors import DepthSRError
 from depthsr.evaluate import batch_units, evaluation_step
@@ -16,9 +15,6 @@ from depthsr.metrics import DepthMetrics
 from depthsr.models import build_model
 from depthsr.training import resume_at_next_epoch
 from depthsr.visualize import error_panel
-
-CLEAN_GATE_WEIGHT = 4.0  # a cleaner's gate opened on a clean input costs the accuracy the default is for; one left
-# shut on a sensor's input leaves the answer as it was without a cleaner: the first mistake weighs 4 times the second
 
 
 def freeze_all_but(model: torch.nn.Module, prefixes: list[str]) -> None:
@@ -86,12 +82,6 @@ class DSRModule(pl.LightningModule):
         err = (pred - target)[valid]
         loss = err.abs().mean() if self.hparams.loss == "l1" else err.square().mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
-        if self.model.cleaner is not None and "sensor" in batch:  # the cleaner's gate: is this a raw sensor's input?
-            gate = self.model.cleaner.open_to(lr_norm, batch["rgb"]).flatten()
-            sensor = batch["sensor"].to(gate).expand_as(gate)
-            gate_loss = F.binary_cross_entropy(gate, sensor, weight=1 + (CLEAN_GATE_WEIGHT - 1) * (1 - sensor))
-            self.log("train/gate_bce", gate_loss, batch_size=pred.shape[0])
-            loss = loss + gate_loss
         return loss
 
     def _metric(self, stage: str, batch: dict) -> DepthMetrics:

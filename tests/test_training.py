@@ -199,16 +199,18 @@ def _resolved_config(capsys, *names: str) -> dict:
 @pytest.mark.parametrize("stage, changed, model, steps", [
     ("default_finish.yaml", {"random_ratios": 0.0}, {}, 2024),
     ("default_downscaled.yaml", {"folder_downscales": [1, 2, 3, 4, 6]}, {}, 4048),
-    ("default_cleaner.yaml", {"tof_share": 0.5, "crop": 176},
+    ("tof_model.yaml", {"tof_share": 1.0, "crop": 176},
      {"lr": 0.001, "model_kwargs": {"clean_input": True, "consistency": 2}, "train_only": ["cleaner"]}, 2024),
 ])
-def test_each_later_stage_of_the_default_recipe_changes_only_its_own_data(capsys, stage, changed, model, steps):
-    """scripts/train_default.sh's later stages, each a config on top of the ones before it: the same model, loss and
-    data but for the stage's own change, its own step count and run folder."""
-    stages = ["default_model.yaml", "default_finish.yaml", "default_downscaled.yaml", "default_cleaner.yaml"]
+def test_each_later_stage_of_the_recipes_changes_only_its_own_part(capsys, stage, changed, model, steps):
+    """scripts/train_default.sh's later stages, each a config on top of the ones before it (the tof model's, on top of
+    all of the default's): the same model, loss and data but for the stage's own change, its own step count and run
+    folder."""
+    stages = ["default_model.yaml", "default_finish.yaml", "default_downscaled.yaml", "tof_model.yaml"]
     before = _resolved_config(capsys, *stages[: stages.index(stage)])
     after = _resolved_config(capsys, *stages[: stages.index(stage) + 1])
     assert {k: v for k, v in after["data"].items() if before["data"][k] != v} == changed
     assert {k: v for k, v in after["model"].items() if before["model"][k] != v} == model
     assert after["trainer"]["max_steps"] == steps
-    assert after["trainer"]["logger"]["init_args"]["save_dir"] == f"runs/default_model/{stage[8:-5]}"
+    folder = "runs/tof_model" if stage == "tof_model.yaml" else f"runs/default_model/{stage[8:-5]}"
+    assert after["trainer"]["logger"]["init_args"]["save_dir"] == folder

@@ -112,8 +112,7 @@ class DegradeCollate:
     (any real ratio: the network serves them all). The protocol is `protocol`, or `tof` with probability
     `tof_share` (real-sensor degradations); with probability `dropouts` the edge dropouts of the `tof` protocol
     alone are added to a batch of `protocol` (`degrade.edge_dropouts`). With probability `misregistered` the
-    batch's RGB is moved against its depth by up to `max_shift` pixels (`degrade.misregister`). `sensor` (1 or 0)
-    says whether the batch is under the `tof` protocol (what an input cleaner's gate learns to tell)."""
+    batch's RGB is moved against its depth by up to `max_shift` pixels (`degrade.misregister`)."""
 
     def __init__(self, scales: list[float], protocol: str, noise: float, random_ratios: float = 0.0,
                  ratio_range: tuple[float, float] = (2.0, 16.0), tof_share: float = 0.0,
@@ -131,8 +130,7 @@ class DegradeCollate:
     def __call__(self, items: list[Sample]) -> dict[str, torch.Tensor]:
         batch = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "valid")}
         scale = self._ratio()
-        batch["sensor"] = torch.tensor(float(random.random() < self.tof_share))  # a raw sensor's input, or clean
-        if batch["sensor"]:
+        if random.random() < self.tof_share:
             batch["lr"] = torch.stack([downsample(it["depth"], scale, "tof", units=it.get("units", ""))
                                        for it in items])
         else:
