@@ -12,7 +12,7 @@
 # default -> depthsr/weights/depthsr_default.safetensors (bicubic-protocol headline numbers);
 # tof     -> depthsr/weights/depthsr_tof.safetensors: the shipped default's network with an input cleaner in front,
 #            trained alone (configs/tof_model.yaml on top of the default's configs, every batch under the tof protocol,
-#            from depthsr/weights/depthsr_default.safetensors: about 14 minutes); numbers on the real ToF pairs of
+#            from depthsr/weights/depthsr_default.safetensors: about 13 minutes); numbers on the real ToF pairs of
 #            rgbdd under the tof protocol. Run it after the default when both are retrained.
 # Stage 0 itself: `git worktree add /tmp/b21d03f b21d03f && /tmp/b21d03f/scripts/train_default.sh` (36 minutes).
 set -euo pipefail
