@@ -4,7 +4,7 @@ Data path (H x W is the output size, s the scale):
 
     lr (B x 1 x h x w) -> with `clean_input`: the input cleaner (`depthsr.models.input_cleaner`) corrects
     the outliers of a raw sensor's depth (the RGB area-averaged to h x w guides it); everything below sees its lr
-    lr --bicubic--> up (B x 1 x H x W) -------------------------------------+
+    lr --bicubic--> up (B x 1 x H x W) ------------------------------------------------------+
     rgb (B x 3 x H x W) -> RGB encoder: e0 (H), e1 (H/2), e2 (H/4)                           |
     up -> depth encoder: pixel-unshuffled at H/2 and H/4 -> d1, d2                           |
     guidance g2 = fuse(e2, d2) at H/4 steers the body's PAKA convolutions (hierarchical blocks);
@@ -73,8 +73,8 @@ class GuidedDSRNet(nn.Module):
             with bicubic by the weight the network earns there (`depthsr.models.self_check`; 1/s^2 more time).
         clean_input: an input cleaner first (`depthsr.models.input_cleaner.InputCleaner`, about 20k parameters
             working at the input's size), which starts as the identity.
-    The last three have no parameters: `depthsr export --consistency/--flip-ensemble/--self-check` can add them to a
-    trained network.
+    `consistency`, `flip_ensemble` and `self_check` have no parameters: `depthsr export --consistency/--flip-ensemble/
+    --self-check` can add them to a trained network.
     """
 
     def __init__(self, conv: str = "paka", width: int = 32, blocks: int = 2,
