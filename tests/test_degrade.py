@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from depthsr.data.datamodule import DegradeCollate
+from depthsr.data.datamodule import DegradeCollate, DSRDataModule
 from depthsr.data.degrade import (
     TofParams,
     degrade,
@@ -23,6 +23,7 @@ from depthsr.data.degrade import (
 )
 from depthsr.data.packaged import motorcycle
 from depthsr.data.synthetic import photo_bank, synthetic_scene
+from depthsr.errors import DepthSRError
 
 
 @pytest.mark.parametrize("scale,size", [(2.5, (40, 51)), (7.5, (13, 17)), (3, (33, 43)), (16, (6, 8))])
@@ -152,6 +153,24 @@ def test_training_collate_mixes_ratios_and_protocols():
     batch = collate(items)
     torch.testing.assert_close(batch["lr"] * 1000, torch.round(batch["lr"] * 1000), rtol=0, atol=1e-3)
     assert float(batch["scale"]) == 4.0
+
+
+def test_training_collate_mixes_in_point_sampled_batches():
+    """`point_share` batches are the `point` protocol's (the centre pixel of each block), the others the benchmark
+    protocol's; the shares cannot add up to more than one."""
+    items = [{"rgb": torch.rand(3, 48, 48), "depth": 1 + torch.rand(1, 48, 48), "valid": torch.ones(1, 48, 48,
+                                                                                                  dtype=torch.bool)}
+             for _ in range(2)]
+    depth = torch.stack([it["depth"] for it in items])
+    point, bicubic = downsample(depth, 4, "point"), downsample(depth, 4, "bicubic")
+    assert torch.equal(point, depth[..., 2::4, 2::4])  # the centre pixel of each 4 x 4 block
+    random.seed(0)
+    collate = DegradeCollate([4], "bicubic", 0.0, point_share=0.5)
+    kinds = [("point" if torch.equal(lr, point) else "bicubic" if torch.equal(lr, bicubic) else "other")
+             for lr in (collate(items)["lr"] for _ in range(40))]
+    assert "other" not in kinds and 10 < kinds.count("point") < 30
+    with pytest.raises(DepthSRError, match="tof_share 0.6 and point_share 0.5 add up to more than 1"):
+        DSRDataModule(synthetic=4, tof_share=0.6, point_share=0.5)
 
 
 def test_training_collate_adds_edge_dropouts_to_the_benchmark_protocol():

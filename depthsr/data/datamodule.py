@@ -110,16 +110,20 @@ class DegradeCollate:
 
     The ratio is one of `scales`, or with probability `random_ratios` a log-uniform draw from `ratio_range`
     (any real ratio: the network serves them all). The protocol is `protocol`, or `tof` with probability
-    `tof_share` (real-sensor degradations); with probability `dropouts` the edge dropouts of the `tof` protocol
-    alone are added to a batch of `protocol` (`degrade.edge_dropouts`). With probability `misregistered` the
-    batch's RGB is moved against its depth by up to `max_shift` pixels (`degrade.misregister`)."""
+    `tof_share` (real-sensor degradations), or `point` with probability `point_share` (depth picked pixel by pixel,
+    without anti-aliasing: what a plain nearest-neighbour shrink gives); with probability `dropouts` the edge
+    dropouts of the `tof` protocol alone are added to a batch of `protocol` (`degrade.edge_dropouts`). With
+    probability `misregistered` the batch's RGB is moved against its depth by up to `max_shift` pixels
+    (`degrade.misregister`)."""
 
     def __init__(self, scales: list[float], protocol: str, noise: float, random_ratios: float = 0.0,
                  ratio_range: tuple[float, float] = (2.0, 16.0), tof_share: float = 0.0,
-                 misregistered: float = 0.0, max_shift: float = 2.0, dropouts: float = 0.0) -> None:
+                 misregistered: float = 0.0, max_shift: float = 2.0, dropouts: float = 0.0,
+                 point_share: float = 0.0) -> None:
         self.scales, self.protocol, self.noise = list(scales), protocol, noise
         self.random_ratios, self.ratio_range, self.tof_share = random_ratios, tuple(ratio_range), tof_share
         self.misregistered, self.max_shift, self.dropouts = misregistered, max_shift, dropouts
+        self.point_share = point_share
 
     def _ratio(self) -> float:
         if random.random() < self.random_ratios:
@@ -130,9 +134,12 @@ class DegradeCollate:
     def __call__(self, items: list[Sample]) -> dict[str, torch.Tensor]:
         batch = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "valid")}
         scale = self._ratio()
-        if random.random() < self.tof_share:
+        draw = random.random()  # one draw for the protocol, whatever the shares: the recipes' streams stay
+        if draw < self.tof_share:
             batch["lr"] = torch.stack([downsample(it["depth"], scale, "tof", units=it.get("units", ""))
                                        for it in items])
+        elif draw < self.tof_share + self.point_share:
+            batch["lr"] = downsample(batch["depth"], scale, "point")
         else:
             batch["lr"] = downsample(batch["depth"], scale, self.protocol, self.noise)
             if self.dropouts and random.random() < self.dropouts:  # no draw at 0: the recipes' streams stay
@@ -161,6 +168,7 @@ class DSRDataModule(pl.LightningDataModule):
         random_ratios: share of training batches at a random real ratio from `ratio_range` instead.
         ratio_range: the smallest and largest random ratio (drawn log-uniformly).
         tof_share: share of training batches degraded by the `tof` protocol instead of `protocol`.
+        point_share: share of training batches degraded by the `point` protocol instead (with `tof_share` at most 1).
         dropouts: share of the other batches given the `tof` protocol's edge dropouts (filled with the farthest
             depth) on top of `protocol`: a network that has seen them no longer draws them as edges.
         misregistered: share of training batches whose RGB is moved against the depth (real rigs).
@@ -187,6 +195,7 @@ class DSRDataModule(pl.LightningDataModule):
         random_ratios: float = 0.0,
         ratio_range: tuple[float, float] = (2.0, 16.0),
         tof_share: float = 0.0,
+        point_share: float = 0.0,
         dropouts: float = 0.0,
         misregistered: float = 0.0,
         max_shift: float = 2.0,
@@ -207,6 +216,8 @@ class DSRDataModule(pl.LightningDataModule):
             raise DepthSRError(f"scales and ratio_range must be above 1, got {self.scales} and {list(ratio_range)}")
         if any(f < 1 for f in folder_downscales or []):
             raise DepthSRError(f"folder_downscales must be 1 or more (no upscaling), got {list(folder_downscales)}")
+        if tof_share + point_share > 1:
+            raise DepthSRError(f"tof_share {tof_share:g} and point_share {point_share:g} add up to more than 1")
         if mat_path is None and not synthetic and not train_folders:
             raise DepthSRError("no training data: give --data.mat_path, --data.synthetic N or --data.train_folders")
 
@@ -286,7 +297,7 @@ class DSRDataModule(pl.LightningDataModule):
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
                           collate_fn=DegradeCollate(self.scales, hp.protocol, hp.noise, hp.random_ratios,
                                                     hp.ratio_range, hp.tof_share, hp.misregistered,
-                                                    hp.max_shift, hp.dropouts))
+                                                    hp.max_shift, hp.dropouts, hp.point_share))
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.val_sets)
