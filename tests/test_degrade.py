@@ -225,7 +225,6 @@ def test_packaged_motorcycle_pair():
 def test_evaluation_refuses_a_ratio_too_large_for_the_shorter_side():
     """A 24 x 400 image at x16 would have a 1-pixel-high input: refused in one line, whatever the longer side."""
     from depthsr.data.degrade import MIN_LR_SIDE, evaluation_sample
-    from depthsr.errors import DepthSRError
 
     depth = 1 + torch.rand(1, 24, 400)
     sample = {"rgb": torch.rand(3, 24, 400), "depth": depth, "valid": depth > 0, "units": "m", "name": "wide"}

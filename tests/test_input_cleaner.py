@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from depthsr.errors import DepthSRError
 from depthsr.lit import DSRModule, freeze_all_but
+from depthsr.methods.method import normalise
 from depthsr.methods.model_file import save_network
 from depthsr.methods.network import NetworkMethod, load_network
 from depthsr.models import build_model
@@ -75,10 +76,9 @@ def test_tiles_clean_the_whole_input_once():
     with_cleaner, without = NetworkMethod(net), NetworkMethod(twin)
     with_cleaner.tile = without.tile = 48
     with torch.no_grad():
-        seen = (lr - lr.min()) / (lr.max() - lr.min())  # what the network sees (per-image min-max)
-        cleaned = net.cleaner(seen, rgb)
-        expected = without(cleaned * (lr.max() - lr.min()) + lr.min(), rgb,
-                           (lr.min().reshape(1, 1, 1, 1), lr.max().reshape(1, 1, 1, 1)))
+        seen, lo, span = normalise(lr)  # what the network sees
+        expected = without(net.cleaner(seen, rgb) * span + lo, rgb, (lo, lo + span))  # the same range, not the
+        # cleaned input's own
         torch.testing.assert_close(with_cleaner(lr, rgb), expected, rtol=1e-5, atol=1e-5)
 
 
