@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from depthsr.cli import main
 from depthsr.errors import DepthSRError
 from depthsr.lit import DSRModule, freeze_all_but
 from depthsr.methods.method import normalise
-from depthsr.methods.model_file import save_network
+from depthsr.methods.model_file import model_info, save_network
 from depthsr.methods.network import NetworkMethod, load_network
 from depthsr.models import build_model
 from depthsr.models.input_cleaner import InputCleaner
@@ -90,6 +91,37 @@ def test_a_model_file_keeps_its_cleaner(tmp_path):
     lr, rgb = torch.rand(1, 1, 8, 8), torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(back(lr, rgb), net(lr, rgb), rtol=0, atol=0)
+
+
+def test_export_gates_the_cleaner_by_the_inputs_noise(tmp_path, capsys):
+    """`depthsr export --clean-gate` writes the gate into the file's keywords (a file without one records none, so an
+    older depthsr still reads it); the gated file answers a smooth input as the cleaner-less twin and a noisy one
+    as the ungated file; a network without a cleaner, or levels out of order, are one-line errors."""
+    net = _opened(build_model("paka", width=8, blocks=1, clean_input=True), seed=4).eval()
+    src, gated = tmp_path / "m.safetensors", tmp_path / "gated.safetensors"
+    save_network(src, net, "paka", net.config, [4])
+    assert "clean_gate" not in model_info(src)["kwargs"]
+    assert main(["export", "--ckpt", str(src), "--out", str(gated), "--clean-gate", "0.002", "0.003"]) == 0
+    assert model_info(gated)["kwargs"] == {**net.config, "clean_gate": [0.002, 0.003]}
+    back, _ = load_network(gated)
+    twin = copy.deepcopy(net)
+    twin.cleaner = None
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    smooth = (0.2 + 0.03 * xx + 0.01 * yy)[None, None]
+    torch.manual_seed(5)
+    noisy, rgb = smooth + 0.02 * torch.randn_like(smooth), torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(back(smooth, rgb), twin(smooth, rgb), rtol=0, atol=0)
+        torch.testing.assert_close(back(noisy, rgb), net(noisy, rgb), rtol=0, atol=0)
+    plain = build_model("paka", width=8, blocks=1)
+    save_network(tmp_path / "plain.safetensors", plain, "paka", plain.config, [4])
+    capsys.readouterr()
+    for args in ((str(tmp_path / "plain.safetensors"), "0.002", "0.003"), (str(src), "0.003", "0.002")):
+        assert main(["export", "--ckpt", args[0], "--out", str(tmp_path / "x.safetensors"), "--clean-gate",
+                     *args[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--clean-gate" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_train_only_the_cleaner_leaves_the_rest_exactly_as_loaded():

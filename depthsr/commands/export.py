@@ -16,6 +16,7 @@ from depthsr.errors import DepthSRError
 from depthsr.methods.digests import write_sha256_record
 from depthsr.methods.model_file import as_scales, read_model_file, save_network
 from depthsr.methods.network import build_network
+from depthsr.models.input_cleaner import check_gate
 from depthsr.wandb_runs import log_export, training_run, wandb_online
 
 RESULT_COLUMNS = ("method", "dataset", "scale", "protocol", "units", "images", "rmse", "mae")
@@ -74,6 +75,15 @@ def run(args: argparse.Namespace) -> int:
         model.flip_ensemble = args.flip_ensemble
     if args.self_check is not None:
         model.self_check = args.self_check
+    if args.clean_gate is not None:
+        if getattr(model, "cleaner", None) is None:
+            raise DepthSRError(f"--clean-gate: {args.ckpt} has no input cleaner to gate (train one with "
+                               "--model.model_kwargs '{clean_input: true}')")
+        try:
+            model.cleaner.gate = check_gate(args.clean_gate)
+        except ValueError:
+            raise DepthSRError(f"--clean-gate {args.clean_gate[0]:g} {args.clean_gate[1]:g}: expected LOW HIGH noise "
+                               "levels with 0 <= LOW < HIGH") from None
     info = dict(source.info)
     if args.recipe:  # the config file, beside the hyper-parameters the checkpoint itself recorded
         kept = {k: v for k, v in (info.get("recipe") or {}).items() if k in ("model", "data")}
@@ -116,6 +126,11 @@ def add_parser(sub) -> None:
     p.add_argument("--self-check", action=argparse.BooleanOptionalAction,
                    help="the exported network blends its answer with bicubic by the trust it earns on the input "
                         "downsampled by the same ratio (depthsr.models.self_check; default: as trained)")
+    p.add_argument("--clean-gate", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="weigh the input cleaner's correction by how noisy each input is: none at or below the noise "
+                        "level LOW, all of it from HIGH (standard deviation as a fraction of the depth range; "
+                        "depthsr.models.noise_level), so one file takes clean and raw sensor depth (default: as "
+                        "trained)")
     p.add_argument("--data", help="a description of the data it was trained on, to record")
     p.add_argument("--results", help="a results.csv of depthsr compare: the headline numbers to record")
     p.set_defaults(run=run)

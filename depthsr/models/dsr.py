@@ -3,7 +3,8 @@
 Data path (H x W is the output size, s the scale):
 
     lr (B x 1 x h x w) -> with `clean_input`: the input cleaner (`depthsr.models.input_cleaner`) corrects
-    the outliers of a raw sensor's depth (the RGB area-averaged to h x w guides it); everything below sees its lr
+    the outliers of a raw sensor's depth (the RGB area-averaged to h x w guides it; with `clean_gate`, only as much
+    as the input is noisy); everything below sees its lr
     lr --bicubic--> up (B x 1 x H x W) ------------------------------------------------------+
     rgb (B x 3 x H x W) -> RGB encoder: e0 (H), e1 (H/2), e2 (H/4)                           |
     up -> depth encoder: pixel-unshuffled at H/2 and H/4 -> d1, d2                           |
@@ -73,18 +74,23 @@ class GuidedDSRNet(nn.Module):
             with bicubic by the weight the network earns there (`depthsr.models.self_check`; 1/s^2 more time).
         clean_input: an input cleaner first (`depthsr.models.input_cleaner.InputCleaner`, about 20k parameters
             working at the input's size), which starts as the identity.
-    `consistency`, `flip_ensemble` and `self_check` have no parameters: `depthsr export --consistency/--flip-ensemble/
-    --self-check` can add them to a trained network.
+        clean_gate: with `clean_input`, (low, high) noise levels between which the cleaner's correction is weighed in
+            from nothing to all of it (`depthsr.models.input_cleaner.InputCleaner`'s `gate`); None: always all of it.
+    `consistency`, `flip_ensemble`, `self_check` and `clean_gate` have no parameters: `depthsr export --consistency/
+    --flip-ensemble/--self-check/--clean-gate` can add them to a trained network.
     """
 
     def __init__(self, conv: str = "paka", width: int = 32, blocks: int = 2,
                  dilations: tuple[int, ...] = (1, 2, 4), full_guided: bool = False, consistency: int = 0,
-                 flip_ensemble: bool = False, self_check: bool = False, clean_input: bool = False) -> None:
+                 flip_ensemble: bool = False, self_check: bool = False, clean_input: bool = False,
+                 clean_gate: tuple[float, float] | None = None) -> None:
         super().__init__()
+        if clean_gate is not None and not clean_input:
+            raise ValueError("clean_gate needs clean_input (a gate weighs the input cleaner's correction)")
         c2, c1, c0 = width, width * 3 // 4, width // 2
         self.conv_kind, self.width, self.dilations, self.full_guided = conv, width, list(dilations), full_guided
         self.consistency, self.flip_ensemble, self.self_check = consistency, flip_ensemble, self_check
-        self.cleaner = InputCleaner() if clean_input else None
+        self.cleaner = InputCleaner(gate=clean_gate) if clean_input else None
         self.rgb0 = _conv(3, c0)
         self.rgb1 = _conv(c0, c1, stride=2)
         self.rgb2 = _conv(c1, c2, stride=2)
@@ -107,10 +113,14 @@ class GuidedDSRNet(nn.Module):
 
     @property
     def config(self) -> dict:
-        """The keywords that rebuild this network (what a model file records)."""
-        return {"width": self.width, "blocks": len(self.body), "dilations": self.dilations,
-                "full_guided": self.full_guided, "consistency": self.consistency, "flip_ensemble": self.flip_ensemble,
-                "self_check": self.self_check, "clean_input": self.cleaner is not None}
+        """The keywords that rebuild this network (what a model file records; `clean_gate` only when set, so that a
+        file without one still loads in a depthsr that predates it)."""
+        config = {"width": self.width, "blocks": len(self.body), "dilations": self.dilations,
+                  "full_guided": self.full_guided, "consistency": self.consistency, "flip_ensemble": self.flip_ensemble,
+                  "self_check": self.self_check, "clean_input": self.cleaner is not None}
+        if self.cleaner is not None and self.cleaner.gate is not None:
+            config["clean_gate"] = list(self.cleaner.gate)
+        return config
 
     def without_inference_steps(self) -> GuidedDSRNet:
         """This network, its parameter-free inference steps switched off (one pass): for measuring the network alone."""
