@@ -12,6 +12,7 @@ import torch
 from op_inputs import DEVICES
 
 from depthsr.cli import main
+from depthsr.data.degrade import downsample
 from depthsr.data.io import read_depth, write_depth
 from depthsr.methods.model_file import save_network
 from depthsr.methods.network import DEFAULT_CHECKPOINT
@@ -107,6 +108,32 @@ def test_millimetres_in_millimetres_out_at_a_non_integer_ratio(tof, network, cap
         assert np.abs(bicubic - expected).max() <= 0.5 + 1e-3  # millimetres, rounded to whole ones
     inside = depth > 0
     assert abs(float(np.median(bicubic[inside])) - float(np.median(depth[inside]))) < 0.05 * np.median(depth[inside])
+
+
+def test_a_gated_cleaner_says_how_noisy_the_input_measured(tof, capsys):
+    """With a model whose input cleaner is gated by noise, the report gives the input's noise level and whether the
+    cleaner was on: off for the depth shrunk from the sensor's map by bicubic (smooth), on for the same map under
+    the tof protocol (a simulated sensor); a model without a gate says nothing of it."""
+    folder, depth, _ = tof
+    torch.manual_seed(0)
+    net = build_model("paka", width=8, blocks=1, clean_input=True, clean_gate=(0.002, 0.003))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    gated = folder / "gated.safetensors"
+    save_network(gated, net, "paka", net.config, [4])
+    metres = torch.from_numpy(depth.astype(np.float32) / 1000)[None, None]
+    write_depth(folder / "smooth.npy", downsample(metres, 4, "bicubic")[0])
+    write_depth(folder / "sensor.npy", downsample(metres, 4, "tof", units="m",
+                                                  generator=torch.Generator().manual_seed(0))[0])
+    for name, state in (("smooth", "input cleaner off"), ("sensor", "input cleaner on")):
+        assert _run("--rgb", str(folder / "rgb.png"), "--depth", str(folder / f"{name}.npy"),
+                    "--out", str(folder / f"{name}_out.npy"), "--checkpoint", str(gated)) == 0
+        report = capsys.readouterr().out
+        level = float(re.search(r"input noise ([\d.]+)% of its depth range", report)[1])
+        assert state in report and (level < 0.2 if name == "smooth" else level > 0.3), report
+    assert _run("--rgb", str(folder / "rgb.png"), "--depth", str(folder / "sensor.npy"), "--out",
+                str(folder / "plain.npy"), "--checkpoint", "bicubic") == 0
+    assert "input noise" not in capsys.readouterr().out
 
 
 def test_invalid_pixels_are_filled_not_spikes(pair, capsys):

@@ -106,7 +106,7 @@ def upsample_pair(method: Method, rgb_path: Path, depth_path: Path, out: Path, s
             raise DepthSRError(f"{gt_path} is {gh} x {gw}, the result {big_h} x {big_w}")
         gt = gt[..., :big_h, :big_w]  # as the protocols crop the ground truth to a multiple of the scale
     invalid = check_valid(lr, str(depth_path))
-    info = {"out": out, "ratio": ratio, "invalid": invalid, "size": (big_h, big_w)}
+    info = {"out": out, "ratio": ratio, "invalid": invalid, "size": (big_h, big_w), "noise": method.input_noise(lr)}
     if gt is None:
         result = method(lr, rgb)
     else:  # the evaluation step of `compare` and `test`, on this one image in its own units
@@ -140,6 +140,10 @@ def _report(info: dict, method: Method) -> str:
     msg = f"wrote {info['out']} ({info['size'][0]} x {info['size'][1]}, {label})"
     if info["invalid"]:
         msg += f"; {info['invalid']} invalid LR pixels filled"
+    if info.get("noise") is not None:
+        noise, weight = info["noise"]
+        state = "off" if weight == 0 else "on" if weight == 1 else f"weighed {weight:.2f}"
+        msg += f"; input noise {100 * noise:.2f}% of its depth range: input cleaner {state}"
     if not _trained_for(method, info["ratio"]):
         msg += f"; note: the model was trained for x{'/x'.join(f'{s:g}' for s in method.scales)}, not {label}"
     if "rmse" in info:

@@ -129,6 +129,11 @@ class Method(ABC):
         lo, hi = self.ratio_range or (0.0, 0.0)
         return lo <= ratio <= hi or any(abs(ratio / s - 1) < 0.01 for s in self.scales)
 
+    def input_noise(self, lr: torch.Tensor) -> tuple[float, float] | None:  # 1 x h x w or 1 x 1 x h x w, real units
+        """(the input's noise level as a fraction of its depth range, the share of the input cleaner's correction it
+        gets) for a method whose cleaner is gated by noise (`depthsr.models.input_cleaner`); None for any other."""
+        return None
+
     @abstractmethod
     def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         """B x 1 x h x w depth in 0..1, B x 3 x H x W rgb -> B x 1 x H x W depth in 0..1."""

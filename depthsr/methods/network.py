@@ -14,9 +14,11 @@ from depthsr import __version__
 from depthsr.errors import DepthSRError
 from depthsr.methods.baselines import BASELINES
 from depthsr.methods.digests import read_sha256_record
-from depthsr.methods.method import Method
+from depthsr.methods.method import Method, normalise
 from depthsr.methods.model_file import ModelFile, read_model_file
 from depthsr.models import MODEL_NAMES, GuidedDSRNet, build_model
+from depthsr.models.input_cleaner import gate_weight
+from depthsr.models.noise_level import noise_level
 from depthsr.models.self_check import blend, trust
 
 # package data, so a non-editable install ships them; the repo's checkpoints/ links to the same files
@@ -35,6 +37,14 @@ class NetworkMethod(Method):
 
     def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         return self._run(self.model, lr, rgb)
+
+    def input_noise(self, lr: torch.Tensor) -> tuple[float, float] | None:
+        cleaner = getattr(self.model, "cleaner", None)
+        if cleaner is None or cleaner.gate is None:
+            return None
+        seen = normalise(lr.reshape(1, 1, *lr.shape[-2:]).double())[0]  # as the network sees it
+        noise = noise_level(seen)
+        return float(noise[0]), float(gate_weight(noise, cleaner.gate)[0])
 
     def _answer(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         return self._run(self.model.answer, lr, rgb)
