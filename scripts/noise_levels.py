@@ -49,8 +49,8 @@ def main() -> None:
     gate = model_info(args.checkpoint)["kwargs"].get("clean_gate")
     if gate is None:
         parser.error(f"{args.checkpoint}: its network has no input cleaner gated by noise")
-    print(f"the gate of {args.checkpoint.name}: none of the correction up to a noise of {100 * gate[0]:g} %, all of it from "
-          f"{100 * gate[1]:g} % of the depth range\n")
+    print(f"the gate of {args.checkpoint.name}: none of the correction up to a noise of {100 * gate[0]:g} %, all of "
+          f"it from {100 * gate[1]:g} % of the depth range\n")
     sets = {"procedural scenes (training)": SyntheticDataset(args.scenes, (384, 512), seed=TRAIN_SEED)}
     folders = [FolderDataset(p) for p in sorted(args.data.iterdir()) if (p / "meta.json").is_file()]
     for data in sorted(folders, key=lambda d: d.role != "train"):  # the training sets first
