@@ -38,7 +38,7 @@ INFERENCE=(--scales 4 8 16 --recipe configs/tof_model.yaml --data "$DATA"
            --ratio-range 2 16)  # the first stage's random ratios (the later stages have none)
 GATE=(--clean-gate 0.002 0.003)  # noise levels (fractions of the depth range): see configs/tof_model.yaml
 rm -rf "${RUNS[@]}"
-mkdir -p "${RUNS[0]}"
+mkdir -p "${RUNS[@]}"
 "$PYTHON" scripts/stage0.py "$START"  # from the git history, its digest checked
 "$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$START" "$@"
 newest() { find "${RUNS[@]}" -name "$1" -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2-; }
