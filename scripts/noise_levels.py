@@ -55,7 +55,7 @@ def main() -> None:
     folders = [FolderDataset(p) for p in sorted(args.data.iterdir()) if (p / "meta.json").is_file()]
     for data in sorted(folders, key=lambda d: d.role != "train"):  # the training sets first
         sets[f"{data.root.name} ({'training' if data.role == 'train' else 'evaluation, a check'})"] = data
-    print("| set | protocol | " + " | ".join(f"x{s:g}" for s in args.scales) + " |")
+    print("| inputs | protocol | " + " | ".join(f"x{s:g}" for s in args.scales) + " |")
     print("|---|---|" + "---|" * len(args.scales))
     for name, data in sets.items():
         for protocol in ("bicubic", "tof"):
