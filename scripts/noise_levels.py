@@ -18,23 +18,18 @@ import torch
 from depthsr.data.degrade import evaluation_sample
 from depthsr.data.folder import FolderDataset
 from depthsr.data.synthetic import SyntheticDataset
-from depthsr.methods.method import normalise
-from depthsr.methods.model_file import model_info
-from depthsr.methods.network import SHIPPED
-from depthsr.models.input_cleaner import gate_weight
-from depthsr.models.noise_level import noise_level
+from depthsr.methods.method import Method
+from depthsr.methods.network import SHIPPED, resolve_method
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SEED = 777  # procedural scenes of this seed on: drawn like the training scenes, at an evaluation image's size
 
 
-def levels(data: torch.utils.data.Dataset, scale: float, protocol: str) -> np.ndarray:  # N
-    """The noise level of each image's input as the network sees it (invalid pixels filled, normalised)."""
-    out = []
-    for i in range(len(data)):
-        sample = evaluation_sample(data[i], scale, protocol, 0.0, i)
-        out.append(float(noise_level(normalise(sample["lr"][None].double())[0])[0]))
-    return np.array(out)
+def readings(method: Method, data: torch.utils.data.Dataset, scale: float, protocol: str) -> np.ndarray:  # N x 2
+    """(noise level, the share of the cleaner's correction) of each image's input, as `depthsr upsample` reports
+    them (`Method.input_noise`)."""
+    return np.array([method.input_noise(evaluation_sample(data[i], scale, protocol, 0.0, i)["lr"])
+                     for i in range(len(data))])
 
 
 def main() -> None:
@@ -46,9 +41,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    gate = model_info(args.checkpoint)["kwargs"].get("clean_gate")
-    if gate is None:
+    method = resolve_method(str(args.checkpoint))
+    if method.input_noise(torch.ones(1, 3, 3)) is None:  # None: no cleaner gated by noise (Method.input_noise)
         parser.error(f"{args.checkpoint}: its network has no input cleaner gated by noise")
+    gate = method.model.cleaner.gate
     print(f"the gate of {args.checkpoint.name}: none of the correction up to a noise of {100 * gate[0]:g} %, all of "
           f"it from {100 * gate[1]:g} % of the depth range\n")
     sets = {"procedural scenes (training)": SyntheticDataset(args.scenes, (384, 512), seed=TRAIN_SEED)}
@@ -61,10 +57,9 @@ def main() -> None:
         for protocol in ("bicubic", "tof"):
             cells = []
             for scale in args.scales:
-                noise = levels(data, scale, protocol)
-                opened = int((gate_weight(torch.from_numpy(noise), gate) > 0).sum())
+                noise, share = readings(method, data, scale, protocol).T
                 q = np.quantile(100 * noise, [0, 0.5, 0.95, 1])
-                cells.append(" / ".join(f"{v:.2f}" for v in q) + f" ({opened}/{len(noise)})")
+                cells.append(" / ".join(f"{v:.2f}" for v in q) + f" ({int((share > 0).sum())}/{len(noise)})")
             print(f"| {name} | {protocol} | " + " | ".join(cells) + " |", flush=True)
 
 
