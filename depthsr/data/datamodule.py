@@ -1,7 +1,8 @@
 """The Lightning data module: training crops with on-the-fly degradation, full-image evaluation sets.
 
 Training sources: NYU v2 (``mat_path``: first ``num_train`` pairs, less a validation slice at their end),
-procedural scenes (``synthetic``) and folder sets whose meta.json says ``role: train`` (``train_folders``).
+procedural scenes (``synthetic``), procedural rooms (``rooms``) and folder sets whose meta.json says
+``role: train`` (``train_folders``).
 Evaluation: the validation slice (or held-out procedural scenes) and the NYU test part, each at every
 scale in ``scales`` under ``protocol``.
 """
@@ -19,6 +20,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from depthsr.data.degrade import TofParams, downsample, edge_dropouts, is_integer_ratio, misregister, ratio_name
 from depthsr.data.nyu import nyu_split
 from depthsr.data.packaged import PackagedPairs
+from depthsr.data.rooms import RoomDataset
 from depthsr.data.sample import Sample
 from depthsr.data.sets import Degraded, EvalSet, ShardSampler, nyu_sets, synthetic_val_set, train_folder
 from depthsr.data.synthetic import SyntheticDataset
@@ -158,6 +160,7 @@ class DSRDataModule(pl.LightningDataModule):
         num_train: the first `num_train` NYU pairs train (the rest test).
         val_count: the last `val_count` of the training pairs validate instead.
         synthetic: procedural training scenes (0: none).
+        rooms: procedural rooms seen in perspective (`depthsr.data.rooms`; 0: none).
         train_folders: folder sets marked ``role: train`` to train on as well.
         folder_repeats: how many times each folder set is listed (weights it against the other sources).
         folder_downscales: each folder set is trained on at each of these downscalings (1: as it is; 3: a third of
@@ -187,6 +190,7 @@ class DSRDataModule(pl.LightningDataModule):
         num_train: int = 1000,
         val_count: int = 50,
         synthetic: int = 0,
+        rooms: int = 0,
         train_folders: list[str] | None = None,
         folder_repeats: int = 1,
         folder_downscales: list[float] | None = None,
@@ -218,8 +222,9 @@ class DSRDataModule(pl.LightningDataModule):
             raise DepthSRError(f"folder_downscales must be 1 or more (no upscaling), got {list(folder_downscales)}")
         if tof_share + point_share > 1:
             raise DepthSRError(f"tof_share {tof_share:g} and point_share {point_share:g} add up to more than 1")
-        if mat_path is None and not synthetic and not train_folders:
-            raise DepthSRError("no training data: give --data.mat_path, --data.synthetic N or --data.train_folders")
+        if mat_path is None and not synthetic and not rooms and not train_folders:
+            raise DepthSRError("no training data: give --data.mat_path, --data.synthetic N, --data.rooms N or "
+                               "--data.train_folders")
 
     def check(self, stage: str) -> None:
         """The data problems a user can cause, found before the Trainer starts (`depthsr fit|validate|test`
@@ -237,8 +242,9 @@ class DSRDataModule(pl.LightningDataModule):
         if stage != "fit":
             return
         sizes = [hp.num_train - min(hp.val_count, hp.num_train - 1) if hp.mat_path is not None else 0, hp.synthetic,
-                 hp.packaged_repeats, *(len(train_folder(p)) * hp.folder_repeats * len(hp.folder_downscales or [1.0])
-                                        for p in hp.train_folders or [])]
+                 hp.rooms, hp.packaged_repeats,
+                 *(len(train_folder(p)) * hp.folder_repeats * len(hp.folder_downscales or [1.0])
+                   for p in hp.train_folders or [])]
         crops = sum(sizes) * hp.repeats
         if crops < hp.batch_size:
             raise DepthSRError(f"only {crops} training crops per epoch, fewer than the batch size {hp.batch_size}: "
@@ -260,8 +266,10 @@ class DSRDataModule(pl.LightningDataModule):
             self.test_sets.append(nyu_test)
         if hp.synthetic:
             train.append(cache(SyntheticDataset(hp.synthetic, (hp.crop, hp.crop), seed=0)))
-            if not self.val_sets:
-                self.val_sets.append(synthetic_val_set())
+        if hp.rooms:
+            train.append(cache(RoomDataset(hp.rooms, (hp.crop, hp.crop), seed=0)))
+        if (hp.synthetic or hp.rooms) and not self.val_sets:
+            self.val_sets.append(synthetic_val_set())
         train += [Repeated(cache(Downscaled(train_folder(p), f) if f != 1 else train_folder(p)), hp.folder_repeats)
                   for p in hp.train_folders or [] for f in hp.folder_downscales or [1.0]]
         if hp.packaged_repeats:

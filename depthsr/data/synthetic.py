@@ -73,14 +73,14 @@ def _pattern_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  #
     return (base + (other - base) * t[..., None]).astype(np.float32)
 
 
-def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x W x 3 in 0..1
+def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x W x 3 in 0..1
     photos = photo_bank()
     if photos and rng.random() < 0.7:
         return _photo_texture(rng, photos[rng.integers(len(photos))], h, w)
     return _pattern_texture(rng, h, w)
 
 
-def _shape_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x W bool
+def shape_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:  # H x W bool
     mask = np.zeros((h, w), np.uint8)
     cx, cy = rng.uniform(0, w), rng.uniform(0, h)
     size = rng.uniform(0.08, 0.4) * min(h, w)
@@ -144,23 +144,29 @@ def synthetic_scene(seed: int, size: tuple[int, int] = (256, 256)) -> Sample:
     depth = _surface(rng, h, w, far, curved=rng.random() < 0.5)
     if rng.random() < 0.6:  # a second wall or the floor, meeting the first in a crease
         depth = np.minimum(depth, _surface(rng, h, w, far * rng.uniform(0.7, 1.2), curved=False))
-    rgb = _texture(rng, h, w)
+    rgb = texture(rng, h, w)
     for _ in range(int(rng.integers(3, 10))):
-        mask = _shape_mask(rng, h, w)
+        mask = shape_mask(rng, h, w)
         near = far * rng.uniform(0.15, 0.9)
         depth[mask] = np.minimum(depth[mask], _surface(rng, h, w, near, curved=rng.random() < 0.4)[mask])
-        rgb[mask] = _texture(rng, h, w)[mask]
+        rgb[mask] = texture(rng, h, w)[mask]
     for _ in range(int(rng.integers(1, 6))):  # decals: colour changes, depth does not
-        mask = _shape_mask(rng, h, w)
-        rgb[mask] = _texture(rng, h, w)[mask]
+        mask = shape_mask(rng, h, w)
+        rgb[mask] = texture(rng, h, w)[mask]
+    return photograph(rng, rgb, depth, f"synthetic_{seed:06d}")
+
+
+def photograph(rng: np.random.Generator, albedo: np.ndarray, depth: np.ndarray, name: str) -> Sample:
+    """The sample a camera records of a scene: `albedo` (H x W x 3 in 0..1) darkened with distance and, most
+    of the time, shaded by a random light, plus sensor noise and a slight blur; `depth` (H x W, metres)."""
     shade = 1.0 - rng.uniform(0.0, 0.35) * (depth - depth.min()) / max(float(np.ptp(depth)), 1e-6)
     if rng.random() < 0.7:
         shade = shade * _lambert(rng, depth) / rng.uniform(0.6, 0.9)
-    rgb = rgb * shade[..., None] + rng.normal(0, rng.uniform(0.002, 0.02), rgb.shape)
+    rgb = albedo * shade[..., None] + rng.normal(0, rng.uniform(0.002, 0.02), albedo.shape)
     rgb = cv2.GaussianBlur(rgb.clip(0, 1).astype(np.float32), (0, 0), rng.uniform(0.3, 0.8))
     depth_t = torch.from_numpy(depth)[None]
     return {"rgb": torch.from_numpy(rgb.transpose(2, 0, 1).copy()), "depth": depth_t, "valid": valid_mask(depth_t),
-            "units": "m", "name": f"synthetic_{seed:06d}"}
+            "units": "m", "name": name}
 
 
 class SyntheticDataset(Dataset):
