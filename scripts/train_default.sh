@@ -4,7 +4,8 @@
 #      with configs/default_model.yaml (about 20 minutes on 2 CPU cores; on a GPU add --trainer.accelerator gpu).
 #   2. The finish at the benchmark ratios only, from the fine-tune's best checkpoint (configs/default_finish.yaml,
 #      about 9 minutes), then, from where it ended, the same with the Middlebury 2005 pairs also seen downscaled
-#      (configs/default_downscaled.yaml, about 16 minutes).
+#      (configs/default_downscaled.yaml, about 16 minutes), then with procedural rooms seen in perspective added
+#      (configs/default_rooms.yaml, about 11 minutes).
 #   3. An input cleaner in front of that network, trained alone (the rest frozen) on every batch under the tof
 #      protocol (configs/tof_model.yaml, about 13 minutes).
 # Both files hold the same weights and run three parameter-free inference steps (`depthsr export --consistency 2
@@ -24,14 +25,15 @@ WEIGHTS=depthsr/weights  # package data (checkpoints/ links to it; export would 
 RUNS=(runs/default_model runs/tof_model)  # the stages' run folders (each config names its own)
 START=${RUNS[0]}/stage0.safetensors
 CONFIGS=(--config configs/default_model.yaml)
-LATER=(configs/default_finish.yaml configs/default_downscaled.yaml configs/tof_model.yaml)  # each on top of those
-# before it
+LATER=(configs/default_finish.yaml configs/default_downscaled.yaml configs/default_rooms.yaml  # each on top of
+       configs/tof_model.yaml)  # those before it
 DATA="stage 0 (b21d03f): 500 procedural scenes, ../shared/data/middlebury2005 (role: train), bicubic x4/x8/x16, L1; \
 fine-tune: procedural scenes (depthsr.data.synthetic, 3000 at 128 x 128, photo textures from scikit-image, random \
 light), ../shared/data/middlebury2005 (role: train), Middlebury 2014 Motorcycle (bundled with scikit-image); bicubic \
 degradations at x4/x8/x16 (70 %) and random ratios 2-16 (30 %), RGB moved up to 2 px against the depth in 50 % of \
 batches; L2; then 2024 steps at x4/x8/x16 only, and 4048 more with the Middlebury 2005 pairs also downscaled to 1/2, \
-1/3, 1/4 and 1/6 of their size; then an input cleaner trained alone (the rest frozen) for 2024 steps of 176 x 176 \
+1/3, 1/4 and 1/6 of their size; then 2024 steps with 3000 procedural rooms seen in perspective (depthsr.data.rooms) \
+added; then an input cleaner trained alone (the rest frozen) for 2024 steps of 176 x 176 \
 crops, every batch under the tof protocol"
 INFERENCE=(--scales 4 8 16 --recipe configs/tof_model.yaml --data "$DATA"
            --consistency 2 --flip-ensemble --self-check  # LR-consistency, mirror average, self-check

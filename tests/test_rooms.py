@@ -5,6 +5,7 @@ import torch
 
 from depthsr.data.datamodule import DSRDataModule
 from depthsr.data.rooms import _rotation, camera_rays, ray_box, room_scene
+from depthsr.errors import DepthSRError
 
 
 def test_a_floor_seen_level_is_at_its_closed_form_depth():
@@ -75,6 +76,19 @@ def test_a_data_module_of_rooms_alone_gives_training_batches():
     assert batch["rgb"].shape == (2, 3, 32, 32) and torch.isfinite(batch["lr"]).all()
 
 
-def test_no_training_data_names_rooms_among_the_sources():
-    with pytest.raises(Exception, match=r"--data.rooms N"):
+def test_rooms_drawn_larger_than_the_crop_are_cropped():
+    """`room_size` 48 with crop 32: each training crop is a (maybe mirrored) 32 x 32 window of the 48 x 48 room."""
+    dm = DSRDataModule(rooms=2, room_size=48, crop=32, scales=[4], num_workers=0, batch_size=2)
+    dm.setup("fit")
+    crop = dm.train_set[0]["depth"]
+    assert crop.shape == (1, 32, 32)
+    room = room_scene(0, (48, 48))["depth"]
+    mirrored = [crop, crop.flip(-1), crop.flip(-2), crop.flip(-1, -2)]
+    assert any(torch.equal(m, room[:, y : y + 32, x : x + 32]) for y in range(17) for x in range(17) for m in mirrored)
+
+
+def test_bad_room_settings_are_one_line_errors():
+    with pytest.raises(DepthSRError, match=r"--data.rooms N"):
         DSRDataModule()
+    with pytest.raises(DepthSRError, match=r"room_size 24 is smaller than the training crop 32"):
+        DSRDataModule(rooms=2, room_size=24, crop=32, scales=[4])

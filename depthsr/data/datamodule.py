@@ -161,6 +161,7 @@ class DSRDataModule(pl.LightningDataModule):
         val_count: the last `val_count` of the training pairs validate instead.
         synthetic: procedural training scenes (0: none).
         rooms: procedural rooms seen in perspective (`depthsr.data.rooms`; 0: none).
+        room_size: the side the rooms are drawn at (a training crop then sees part of one; default: the crop).
         train_folders: folder sets marked ``role: train`` to train on as well.
         folder_repeats: how many times each folder set is listed (weights it against the other sources).
         folder_downscales: each folder set is trained on at each of these downscalings (1: as it is; 3: a third of
@@ -191,6 +192,7 @@ class DSRDataModule(pl.LightningDataModule):
         val_count: int = 50,
         synthetic: int = 0,
         rooms: int = 0,
+        room_size: int | None = None,
         train_folders: list[str] | None = None,
         folder_repeats: int = 1,
         folder_downscales: list[float] | None = None,
@@ -218,6 +220,8 @@ class DSRDataModule(pl.LightningDataModule):
             raise DepthSRError(f"crop {crop} must be a multiple of every integer scale {self.scales}")
         if any(s <= 1 for s in [*self.scales, *ratio_range]):
             raise DepthSRError(f"scales and ratio_range must be above 1, got {self.scales} and {list(ratio_range)}")
+        if room_size is not None and room_size < crop:
+            raise DepthSRError(f"room_size {room_size} is smaller than the training crop {crop}")
         if any(f < 1 for f in folder_downscales or []):
             raise DepthSRError(f"folder_downscales must be 1 or more (no upscaling), got {list(folder_downscales)}")
         if tof_share + point_share > 1:
@@ -267,7 +271,8 @@ class DSRDataModule(pl.LightningDataModule):
         if hp.synthetic:
             train.append(cache(SyntheticDataset(hp.synthetic, (hp.crop, hp.crop), seed=0)))
         if hp.rooms:
-            train.append(cache(RoomDataset(hp.rooms, (hp.crop, hp.crop), seed=0)))
+            side = hp.room_size or hp.crop
+            train.append(cache(RoomDataset(hp.rooms, (side, side), seed=0)))
         if (hp.synthetic or hp.rooms) and not self.val_sets:
             self.val_sets.append(synthetic_val_set())
         train += [Repeated(cache(Downscaled(train_folder(p), f) if f != 1 else train_folder(p)), hp.folder_repeats)
