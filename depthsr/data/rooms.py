@@ -9,10 +9,9 @@ in front of walls. Deterministic per seed; depth in metres along the optical axi
 from __future__ import annotations
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from depthsr.data.sample import Sample
-from depthsr.data.synthetic import photograph, shape_mask, texture
+from depthsr.data.synthetic import SyntheticDataset, photograph, shape_mask, texture
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:  # 3 x 3, camera -> world
@@ -100,14 +99,7 @@ def room_scene(seed: int, size: tuple[int, int] = (256, 256)) -> Sample:
     return photograph(rng, rgb, depth.astype(np.float32), f"room_{seed:06d}")
 
 
-class RoomDataset(Dataset):
+class RoomDataset(SyntheticDataset):
     """`length` procedural rooms, room i drawn from seed `seed + i`."""
 
-    def __init__(self, length: int = 1000, size: tuple[int, int] = (256, 256), seed: int = 0) -> None:
-        self.length, self.size, self.seed = length, tuple(size), seed
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> Sample:
-        return room_scene(self.seed + index, self.size)
+    draw = staticmethod(room_scene)

@@ -170,7 +170,9 @@ def photograph(rng: np.random.Generator, albedo: np.ndarray, depth: np.ndarray, 
 
 
 class SyntheticDataset(Dataset):
-    """`length` procedural scenes, scene i drawn from seed `seed + i`."""
+    """`length` procedural scenes, scene i drawn from seed `seed + i` (by `draw`; subclasses draw other scenes)."""
+
+    draw = staticmethod(synthetic_scene)
 
     def __init__(self, length: int = 1000, size: tuple[int, int] = (256, 256), seed: int = 0) -> None:
         self.length, self.size, self.seed = length, tuple(size), seed
@@ -179,7 +181,7 @@ class SyntheticDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> Sample:
-        return synthetic_scene(self.seed + index, self.size)
+        return self.draw(self.seed + index, self.size)
 
 
 HELD_OUT_SEED = 10_000_000  # far beyond any training seed: held-out scenes never overlap the training ones
