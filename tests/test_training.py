@@ -199,6 +199,7 @@ def _resolved_config(capsys, *names: str) -> dict:
 @pytest.mark.parametrize("stage, changed, model, steps", [
     ("default_finish.yaml", {"random_ratios": 0.0}, {}, 2024),
     ("default_downscaled.yaml", {"folder_downscales": [1, 2, 3, 4, 6]}, {}, 4048),
+    ("default_rooms.yaml", {"rooms": 3000}, {}, 2024),
     ("tof_model.yaml", {"tof_share": 1.0, "crop": 176},
      {"lr": 0.001, "model_kwargs": {"clean_input": True, "consistency": 2}, "train_only": ["cleaner"]}, 2024),
 ])
@@ -206,7 +207,8 @@ def test_each_later_stage_of_the_recipes_changes_only_its_own_part(capsys, stage
     """scripts/train_default.sh's later stages, each a config on top of the ones before it (the tof model's, on top of
     all of the default's): the same model, loss and data but for the stage's own change, its own step count and run
     folder."""
-    stages = ["default_model.yaml", "default_finish.yaml", "default_downscaled.yaml", "tof_model.yaml"]
+    stages = ["default_model.yaml", "default_finish.yaml", "default_downscaled.yaml", "default_rooms.yaml",
+              "tof_model.yaml"]
     before = _resolved_config(capsys, *stages[: stages.index(stage)])
     after = _resolved_config(capsys, *stages[: stages.index(stage) + 1])
     assert {k: v for k, v in after["data"].items() if before["data"][k] != v} == changed
