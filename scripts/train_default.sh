@@ -5,7 +5,7 @@
 #   2. The finish at the benchmark ratios only, from the fine-tune's best checkpoint (configs/default_finish.yaml,
 #      about 9 minutes), then, from where it ended, the same with the Middlebury 2005 pairs also seen downscaled
 #      (configs/default_downscaled.yaml, about 16 minutes), then with procedural rooms seen in perspective added
-#      (configs/default_rooms.yaml, about 11 minutes).
+#      (configs/default_rooms.yaml, about 10 minutes).
 #   3. An input cleaner in front of that network, trained alone (the rest frozen) on every batch under the tof
 #      protocol (configs/tof_model.yaml, about 13 minutes).
 # Both files hold the same weights and run three parameter-free inference steps (`depthsr export --consistency 2
