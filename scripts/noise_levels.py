@@ -42,9 +42,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     method = resolve_method(str(args.checkpoint))
-    if method.input_noise(torch.ones(1, 3, 3)) is None:  # None: no cleaner gated by noise (Method.input_noise)
+    gate = method.clean_gate
+    if gate is None:
         parser.error(f"{args.checkpoint}: its network has no input cleaner gated by noise")
-    gate = method.model.cleaner.gate
     print(f"the gate of {args.checkpoint.name}: none of the correction up to a noise of {100 * gate[0]:g} %, all of "
           f"it from {100 * gate[1]:g} % of the depth range\n")
     sets = {"procedural scenes (training)": SyntheticDataset(args.scenes, (384, 512), seed=TRAIN_SEED)}

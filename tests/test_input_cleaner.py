@@ -104,6 +104,7 @@ def test_export_gates_the_cleaner_by_the_inputs_noise(tmp_path, capsys):
     assert main(["export", "--ckpt", str(src), "--out", str(gated), "--clean-gate", "0.002", "0.003"]) == 0
     assert model_info(gated)["kwargs"] == {**net.config, "clean_gate": [0.002, 0.003]}
     back, _ = load_network(gated)
+    assert NetworkMethod(back).clean_gate == (0.002, 0.003) and NetworkMethod(net).clean_gate is None
     twin = copy.deepcopy(net)
     twin.cleaner = None
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")

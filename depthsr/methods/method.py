@@ -129,9 +129,15 @@ class Method(ABC):
         lo, hi = self.ratio_range or (0.0, 0.0)
         return lo <= ratio <= hi or any(abs(ratio / s - 1) < 0.01 for s in self.scales)
 
+    @property
+    def clean_gate(self) -> tuple[float, float] | None:
+        """(low, high) noise levels of the method's input cleaner's gate (`depthsr.models.input_cleaner`); None for a
+        method without a cleaner gated by noise."""
+        return None
+
     def input_noise(self, lr: torch.Tensor) -> tuple[float, float] | None:  # 1 x h x w or 1 x 1 x h x w, real units
         """(the input's noise level as a fraction of its depth range, the share of the input cleaner's correction it
-        gets) for a method whose cleaner is gated by noise (`depthsr.models.input_cleaner`); None for any other."""
+        gets) for a method whose cleaner is gated by noise (`clean_gate`); None for any other."""
         return None
 
     @abstractmethod

@@ -38,13 +38,18 @@ class NetworkMethod(Method):
     def predict(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         return self._run(self.model, lr, rgb)
 
-    def input_noise(self, lr: torch.Tensor) -> tuple[float, float] | None:
+    @property
+    def clean_gate(self) -> tuple[float, float] | None:
         cleaner = getattr(self.model, "cleaner", None)
-        if cleaner is None or cleaner.gate is None:
+        return None if cleaner is None else cleaner.gate
+
+    def input_noise(self, lr: torch.Tensor) -> tuple[float, float] | None:
+        gate = self.clean_gate
+        if gate is None:
             return None
         seen = normalise(lr.reshape(1, 1, *lr.shape[-2:]).double())[0]  # as the network sees it
         noise = noise_level(seen)
-        return float(noise[0]), float(gate_weight(noise, cleaner.gate)[0])
+        return float(noise[0]), float(gate_weight(noise, gate)[0])
 
     def _answer(self, lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         return self._run(self.model.answer, lr, rgb)
