@@ -200,7 +200,8 @@ def _resolved_config(capsys, *names: str) -> dict:
     ("default_finish.yaml", {"random_ratios": 0.0}, {}, 2024),
     ("default_downscaled.yaml", {"folder_downscales": [1, 2, 3, 4, 6]}, {}, 4048),
     ("default_rooms.yaml", {"rooms": 3000}, {}, 2024),
-    ("tof_model.yaml", {"tof_share": 1.0, "crop": 176},
+    ("default_larger_crops.yaml", {"crop": 176}, {}, 2024),
+    ("tof_model.yaml", {"tof_share": 1.0},
      {"lr": 0.001, "model_kwargs": {"clean_input": True, "consistency": 2}, "train_only": ["cleaner"]}, 2024),
 ])
 def test_each_later_stage_of_the_recipes_changes_only_its_own_part(capsys, stage, changed, model, steps):
@@ -208,7 +209,7 @@ def test_each_later_stage_of_the_recipes_changes_only_its_own_part(capsys, stage
     all of the default's): the same model, loss and data but for the stage's own change, its own step count and run
     folder."""
     stages = ["default_model.yaml", "default_finish.yaml", "default_downscaled.yaml", "default_rooms.yaml",
-              "tof_model.yaml"]
+              "default_larger_crops.yaml", "tof_model.yaml"]
     before = _resolved_config(capsys, *stages[: stages.index(stage)])
     after = _resolved_config(capsys, *stages[: stages.index(stage) + 1])
     assert {k: v for k, v in after["data"].items() if before["data"][k] != v} == changed
