@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,20 +197,33 @@ def _resolved_config(capsys, *names: str) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("stage, changed, model, steps", [
+def _recipe_stages() -> list[str]:
+    """The configs scripts/train_default.sh stacks, in its order (its CONFIGS, then its LATER)."""
+    script = (ROOT / "scripts" / "train_default.sh").read_text()
+    lists = re.search(r"^CONFIGS=\((.*?)\)\s*$.*?^LATER=\((.*?)\)\s*#", script, re.M | re.S)
+    return re.findall(r"configs/(\w+\.yaml)", lists[1] + lists[2])
+
+
+LATER_STAGES = [
     ("default_finish.yaml", {"random_ratios": 0.0}, {}, 2024),
     ("default_downscaled.yaml", {"folder_downscales": [1, 2, 3, 4, 6]}, {}, 4048),
     ("default_rooms.yaml", {"rooms": 3000}, {}, 2024),
     ("default_larger_crops.yaml", {"crop": 176}, {}, 2024),
     ("tof_model.yaml", {"tof_share": 1.0},
      {"lr": 0.001, "model_kwargs": {"clean_input": True, "consistency": 2}, "train_only": ["cleaner"]}, 2024),
-])
+]
+
+
+def test_the_later_stages_checked_are_the_recipes():
+    assert ["default_model.yaml", *(stage for stage, *_ in LATER_STAGES)] == _recipe_stages()
+
+
+@pytest.mark.parametrize("stage, changed, model, steps", LATER_STAGES)
 def test_each_later_stage_of_the_recipes_changes_only_its_own_part(capsys, stage, changed, model, steps):
     """scripts/train_default.sh's later stages, each a config on top of the ones before it (the tof model's, on top of
     all of the default's): the same model, loss and data but for the stage's own change, its own step count and run
     folder."""
-    stages = ["default_model.yaml", "default_finish.yaml", "default_downscaled.yaml", "default_rooms.yaml",
-              "default_larger_crops.yaml", "tof_model.yaml"]
+    stages = _recipe_stages()
     before = _resolved_config(capsys, *stages[: stages.index(stage)])
     after = _resolved_config(capsys, *stages[: stages.index(stage) + 1])
     assert {k: v for k, v in after["data"].items() if before["data"][k] != v} == changed
