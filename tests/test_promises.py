@@ -1121,6 +1121,45 @@ def test_tile_edges_are_within_half_a_pixel_of_their_depth(lr_size, size):
             assert abs(y - a * size / lr_size) <= 0.5, (a, y)
 
 
+def test_items_smaller_than_the_crop_are_mirrored_up_to_it_and_the_mirror_is_outside_the_loss():
+    """--data.pad_small: an item under the crop becomes a whole crop, the item itself at a random offset (flipped or
+    not) and every pixel around it its reflection, marked invalid; without the option, or under half the crop, the
+    item is refused in one line naming it."""
+    import random
+
+    from depthsr.data.datamodule import RandomCrops
+
+    h, w = 20, 24
+    depth = torch.arange(h * w, dtype=torch.float32).view(1, h, w) + 1
+    sample = {"depth": depth, "rgb": depth.expand(3, h, w) / (h * w), "valid": depth % 7 != 0, "name": "far/6"}
+    crops = RandomCrops([sample], 32, repeats=1, pad_small=True)
+    random.seed(0)
+    offsets = set()
+    for _ in range(40):
+        c = crops[0]
+        d = c["depth"][0]
+        assert c["depth"].shape == (1, 32, 32) and c["valid"].sum() == sample["valid"].sum()
+        rows, cols = c["valid"][0].any(1).nonzero()[:, 0], c["valid"][0].any(0).nonzero()[:, 0]
+        y, x = int(rows.min()), int(cols.min())  # every outer row and column of the item holds valid pixels
+        window = d[y : y + h, x : x + w]
+        window = window.flip(-1) if window[0, 1] < window[0, 0] else window
+        window = window.flip(-2) if window[1, 0] < window[0, 0] else window
+        assert torch.equal(window, depth[0])
+        item = torch.zeros(32, 32, dtype=torch.bool)
+        item[y : y + h, x : x + w] = True
+        assert not c["valid"][0][~item].any()
+        assert torch.equal(c["rgb"], c["depth"].expand(3, 32, 32) / (h * w))
+        if y > 0:  # the row above the item mirrors the item's second row
+            assert torch.equal(d[y - 1, x : x + w], d[y + 1, x : x + w])
+        if x + w < 32:  # the column right of it its last but one
+            assert torch.equal(d[y : y + h, x + w], d[y : y + h, x + w - 2])
+        offsets.add((y, x))
+    assert len(offsets) > 10
+    with pytest.raises(DepthSRError, match=r"^far/6: 20 x 24 is smaller than the training crop 32 \(--data.pad_small"):
+        RandomCrops([sample], 32)[0]
+    with pytest.raises(DepthSRError, match=r"^far/6: 20 x 24 is not over half the training crop 40"):
+        RandomCrops([sample], 40, pad_small=True)[0]
+
 def test_folder_sets_train_at_each_downscaling(tmp_path):
     """--data.folder_downscales lists every pair of a train set again, seen from farther: RGB area-averaged, depth
     and validity at the nearest source pixel (edges stay sharp), each listed folder_repeats times."""
@@ -1139,3 +1178,8 @@ def test_folder_sets_train_at_each_downscaling(tmp_path):
     assert downscale_pair(full, 2.5)["depth"].shape == (1, 38, 40)  # round(96 / 2.5), round(99 / 2.5)
     with pytest.raises(DepthSRError, match=r"folder_downscales must be 1 or more \(no upscaling\), got \[0.5\]"):
         DSRDataModule(train_folders=[str(train)], folder_downscales=[0.5], crop=32, scales=[4])
+    far = DSRDataModule(train_folders=[str(train)], folder_downscales=[3], crop=48, scales=[4], pad_small=True,
+                        num_workers=0, batch_size=2)
+    far.setup("fit")  # 32 x 33 pairs in 48 x 48 crops, the mirrored rim outside the loss
+    crop = far.train_set[0]
+    assert crop["depth"].shape == (1, 48, 48) and crop["valid"].sum() == far.train_set.base[0]["valid"].sum()

@@ -85,10 +85,14 @@ class Downscaled(Dataset):
 
 
 class RandomCrops(Dataset):
-    """Random `crop` x `crop` windows with random flips; each base item is visited `repeats` times per epoch."""
+    """Random `crop` x `crop` windows with random flips; each base item is visited `repeats` times per epoch.
 
-    def __init__(self, base: Dataset, crop: int, repeats: int = 1) -> None:
-        self.base, self.crop, self.repeats = base, crop, repeats
+    With `pad_small`, an item smaller than the crop is mirrored outwards (reflection) up to it, placed at a random
+    offset, and the mirrored pixels are marked invalid: the network sees a whole crop, the loss only the item's
+    own pixels. Without it such an item is refused."""
+
+    def __init__(self, base: Dataset, crop: int, repeats: int = 1, pad_small: bool = False) -> None:
+        self.base, self.crop, self.repeats, self.pad_small = base, crop, repeats, pad_small
 
     def __len__(self) -> int:
         return len(self.base) * self.repeats
@@ -97,7 +101,11 @@ class RandomCrops(Dataset):
         s = self.base[index % len(self.base)]
         h, w = s["depth"].shape[-2:]
         if h < self.crop or w < self.crop:
-            raise DepthSRError(f"{s.get('name')}: {h} x {w} is smaller than the training crop {self.crop}")
+            if not self.pad_small:
+                raise DepthSRError(f"{s.get('name')}: {h} x {w} is smaller than the training crop {self.crop} "
+                                   "(--data.pad_small mirrors it up to the crop)")
+            s = {**s, **pad_to(s, self.crop)}
+            h, w = s["depth"].shape[-2:]
         y, x = random.randint(0, h - self.crop), random.randint(0, w - self.crop)
         out = {k: s[k][..., y : y + self.crop, x : x + self.crop] for k in ("rgb", "depth", "valid")}
         if random.random() < 0.5:
@@ -105,6 +113,20 @@ class RandomCrops(Dataset):
         if random.random() < 0.5:
             out = {k: v.flip(-2) for k, v in out.items()}
         return {**{k: v.contiguous() for k, v in out.items()}, "units": s.get("units", "")}
+
+
+def pad_to(s: Sample, side: int) -> dict[str, torch.Tensor]:
+    """`s`'s rgb, depth and valid mirrored outwards to at least `side` x `side`, the item at a random offset; the
+    mirrored pixels invalid. Refuses an item under half the side (a reflection cannot reach that far)."""
+    h, w = s["depth"].shape[-2:]
+    if 2 * h <= side or 2 * w <= side:
+        raise DepthSRError(f"{s.get('name')}: {h} x {w} is not over half the training crop {side}: too small to "
+                           "mirror up to it")
+    top, left = random.randint(0, max(side - h, 0)), random.randint(0, max(side - w, 0))
+    pad = (left, max(side - w, 0) - left, top, max(side - h, 0) - top)
+    out = {k: F.pad(s[k][None], pad, mode="reflect")[0] for k in ("rgb", "depth")}
+    out["valid"] = F.pad(s["valid"], pad, value=False)
+    return out
 
 
 class DegradeCollate:
@@ -180,6 +202,8 @@ class DSRDataModule(pl.LightningDataModule):
         protocol: 'bicubic', 'point' or 'noisy'.
         noise: noise level of the noisy protocol (fraction of each image's depth range).
         crop: training crop size (a multiple of every scale).
+        pad_small: train on items smaller than the crop too, mirrored up to it, the mirrored pixels outside the loss
+            (`RandomCrops`); without it they are refused.
         repeats: visits of each training image per epoch (random crops differ).
         cache: keep decoded training images in memory (for small training sets).
         batch_size, num_workers: loader settings.
@@ -208,6 +232,7 @@ class DSRDataModule(pl.LightningDataModule):
         protocol: Literal["bicubic", "point", "noisy", "tof"] = "bicubic",
         noise: float = 0.01,
         crop: int = 256,
+        pad_small: bool = False,
         repeats: int = 1,
         cache: bool = False,
         batch_size: int = 4,
@@ -279,7 +304,7 @@ class DSRDataModule(pl.LightningDataModule):
                   for p in hp.train_folders or [] for f in hp.folder_downscales or [1.0]]
         if hp.packaged_repeats:
             train.append(PackagedPairs(hp.packaged_repeats))
-        self.train_set = RandomCrops(ConcatDataset(train), hp.crop, hp.repeats)
+        self.train_set = RandomCrops(ConcatDataset(train), hp.crop, hp.repeats, hp.pad_small)
 
     def _eval_loaders(self, sets: list[EvalSet]) -> list[DataLoader]:
         loaders = []
