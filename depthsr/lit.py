@@ -6,6 +6,7 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 
+from depthsr.environment import training_environment
 from depthsr.errors import DepthSRError
 from depthsr.evaluate import batch_units, evaluation_step
 from depthsr.methods.method import normalise
@@ -151,6 +152,9 @@ class DSRModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=max(1, int(self.trainer.estimated_stepping_batches)), eta_min=learning_rate * 0.01)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "train/lr"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["environment"] = training_environment()  # what decides the bits (`depthsr export` records it)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         trainer = self._trainer  # None when loaded without a Trainer (load_from_checkpoint)

@@ -209,6 +209,10 @@ def test_fit_checkpoints_load_resume_and_export_under_weights_only(tmp_path, mon
     info = model_info(out)
     assert info["source"]["file"] == ckpt.name and info["source"]["sha256"] == file_sha256(ckpt)
     assert info["training_data"]["datamodule"]["synthetic"] == 4 and info["recipe"]["model"]["model"] == "plain"
+    env = info["source"]["environment"]  # what ran the training: two runs of a recipe can be told apart
+    assert env == raw["environment"] and env["torch"] == torch.__version__
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["threads"] == torch.get_num_threads() and env["cpu"]
 
 
 def test_export_round_trip_with_provenance(tmp_path, capsys):

@@ -104,7 +104,8 @@ def _from_torch(path: Path) -> ModelFile:
         info = {"recipe": {"model": _plain(hp), "data": _plain(data)}, "training_data": {"datamodule": _plain(data)},
                 **({"ratio_range": _plain(data.get("ratio_range"))} if data.get("random_ratios") else {}),
                 "source": {"file": path.name, "sha256": file_sha256(path), "kind": "lightning checkpoint",
-                           "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}}
+                           "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"),
+                           **({"environment": _plain(ckpt["environment"])} if ckpt.get("environment") else {})}}
         return ModelFile(hp.get("model", "paka"), kwargs, state, as_scales(data.get("scales")),
                          "(version not recorded in Lightning checkpoints)", info)
     if "state_dict" in ckpt and "model" in ckpt:  # a .pt of an earlier `depthsr export`
