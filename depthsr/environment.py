@@ -13,14 +13,19 @@ import torch
 PACKAGES = ("torch", "numpy", "pytorch-lightning", "kornia", "opencv-python-headless", "scikit-image", "h5py")
 
 
-def _cpu_model() -> str:
+def cpu_description() -> str:
+    """The first processor's `model name` and `flags` lines of /proc/cpuinfo ('' where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return "".join([line for line in f if line.startswith(("model name", "flags"))][:2])
     except OSError:
-        pass
+        return ""
+
+
+def _cpu_model() -> str:
+    for line in cpu_description().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 

@@ -1160,6 +1160,7 @@ def test_items_smaller_than_the_crop_are_mirrored_up_to_it_and_the_mirror_is_out
     with pytest.raises(DepthSRError, match=r"^far/6: 20 x 24 is not over half the training crop 40"):
         RandomCrops([sample], 40, pad_small=True)[0]
 
+
 def test_folder_sets_train_at_each_downscaling(tmp_path):
     """--data.folder_downscales lists every pair of a train set again, seen from farther: RGB area-averaged, depth
     and validity at the nearest source pixel (edges stay sharp), each listed folder_repeats times."""

@@ -122,8 +122,9 @@ def pad_to(s: Sample, side: int) -> dict[str, torch.Tensor]:
     if 2 * h <= side or 2 * w <= side:
         raise DepthSRError(f"{s.get('name')}: {h} x {w} is not over half the training crop {side}: too small to "
                            "mirror up to it")
-    top, left = random.randint(0, max(side - h, 0)), random.randint(0, max(side - w, 0))
-    pad = (left, max(side - w, 0) - left, top, max(side - h, 0) - top)
+    rows, cols = max(side - h, 0), max(side - w, 0)  # to add
+    top, left = random.randint(0, rows), random.randint(0, cols)
+    pad = (left, cols - left, top, rows - top)
     out = {k: F.pad(s[k][None], pad, mode="reflect")[0] for k in ("rgb", "depth")}
     out["valid"] = F.pad(s["valid"], pad, value=False)
     return out

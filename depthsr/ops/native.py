@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from depthsr.environment import cpu_description
+
 log = logging.getLogger(__name__)
 
 SOURCES = Path(__file__).with_name("csrc")
@@ -43,19 +45,11 @@ def enabled() -> bool:
     return os.environ.get("DEPTHSR_NATIVE", "1") != "0"
 
 
-def _cpu_id() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = [ln for ln in f if ln.startswith(("model name", "flags"))][:2]
-    except OSError:
-        lines = []
-    return platform.machine() + "".join(lines)
-
-
 def _build(compiler: str) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
     sources = b"".join(p.read_bytes() for p in sorted(SOURCES.iterdir()) if p.suffix in (".c", ".h"))
-    key = hashlib.sha256(sources + " ".join(FLAGS).encode() + version.encode() + _cpu_id().encode()).hexdigest()[:16]
+    machine = platform.machine() + cpu_description()
+    key = hashlib.sha256(sources + " ".join(FLAGS).encode() + version.encode() + machine.encode()).hexdigest()[:16]
     cache = Path(os.environ.get("DEPTHSR_CACHE_DIR", Path.home() / ".cache" / "depthsr"))
     target = cache / f"modulated_conv-{key}.so"
     if target.exists():
