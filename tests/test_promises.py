@@ -741,6 +741,28 @@ def test_model_card_headline_bicubic_rows_are_what_compare_gives(shared):
     assert not wrong, wrong
 
 
+@pytest.mark.slow
+def test_readme_compare_tables_are_what_compare_gives_for_the_shipped_model(shared):
+    """The README's tables of `depthsr compare ... --methods bicubic,default --norm lr` (scripts/eval_default.sh's
+    out/eval_lr) show today's shipped model: every cell of its small sets is what `evaluate` gives, to the digit."""
+    from depthsr.methods.network import resolve_method
+
+    readme = (ROOT / "README.md").read_text().replace("\n#### ", "\n## ")
+    section = readme.split("On the real evaluation pairs of `../shared/data`", 1)[1].split("\n## Protocols", 1)[0]
+    tables = parse_markdown(section)
+    assert set(tables) == set(PINNED)
+    method = resolve_method("default")
+    wrong = []
+    for dataset in ("crops256", "middlebury2003", "nyu_normalized"):  # rgbdd's 40 pairs: the model card's test
+        data = FolderDataset(shared / dataset)
+        for (name, scale), (rmse, mae) in tables[dataset]["cells"].items():
+            if name == "default":
+                res = evaluate(method, data, float(scale), norm="lr", border=data.border)
+                if (rmse, mae) != (f"{res.rmse:.3f}", f"{res.mae:.3f}"):
+                    wrong.append(f"{dataset} x{scale}: README {rmse} ({mae}), compare {res.rmse:.3f} ({res.mae:.3f})")
+    assert not wrong, wrong
+
+
 @pytest.mark.parametrize("name", ["paka", "pac", "plain"])
 def test_a_fresh_network_is_exactly_bicubic(name):
     torch.manual_seed(0)
