@@ -17,6 +17,8 @@
 # noisy as a sensor's. Each is measured (the default on the evaluation pairs of ../shared/data, bicubic protocol; the
 # tof model on the real ToF pairs of rgbdd under the tof protocol) and exported with its recipe, data and numbers.
 #     scripts/train_default.sh [fit options]
+# The same bits need the same machine kind and packages: what made the shipped files is in their `source`, and the
+# packages are pinned in scripts/train_default_constraints.txt (`pip install -c <that file> -e .`).
 # Stage 0 itself: `git worktree add /tmp/b21d03f b21d03f && /tmp/b21d03f/scripts/train_default.sh` (36 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."

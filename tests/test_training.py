@@ -218,6 +218,20 @@ def test_the_later_stages_checked_are_the_recipes():
     assert ["default_model.yaml", *(stage for stage, *_ in LATER_STAGES)] == _recipe_stages()
 
 
+def test_the_recipes_constraints_pin_what_made_the_shipped_models():
+    """scripts/train_default_constraints.txt pins every package the training environment records, at the version
+    recorded in the shipped default's file (torch without its local build label: the CPU or a CUDA wheel)."""
+    from depthsr.environment import PACKAGES
+    from depthsr.methods.model_file import model_info
+    from depthsr.methods.network import DEFAULT_CHECKPOINT
+
+    lines = (ROOT / "scripts" / "train_default_constraints.txt").read_text().splitlines()
+    pinned = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    recorded = model_info(DEFAULT_CHECKPOINT)["source"]["environment"]
+    assert set(pinned) == set(PACKAGES)
+    assert pinned == {package: recorded[package].split("+")[0] for package in PACKAGES}
+
+
 @pytest.mark.parametrize("stage, changed, model, steps", LATER_STAGES)
 def test_each_later_stage_of_the_recipes_changes_only_its_own_part(capsys, stage, changed, model, steps):
     """scripts/train_default.sh's later stages, each a config on top of the ones before it (the tof model's, on top of
