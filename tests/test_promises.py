@@ -753,7 +753,7 @@ def test_readme_compare_tables_are_what_compare_gives_for_the_shipped_model(shar
     assert set(tables) == set(PINNED)
     method = resolve_method("default")
     wrong = []
-    for dataset in ("crops256", "middlebury2003", "nyu_normalized"):  # rgbdd's 40 pairs: the model card's test
+    for dataset in ("crops256", "middlebury2003", "nyu_normalized"):  # not rgbdd: 40 pairs x 3 ratios, minutes
         data = FolderDataset(shared / dataset)
         for (name, scale), (rmse, mae) in tables[dataset]["cells"].items():
             if name == "default":
