@@ -722,22 +722,34 @@ def test_model_card_shows_the_recorded_results():
     assert checked >= 6 * len(PINNED)
 
 
+def _doc_tables(doc: Path, start: str, end: str) -> dict[str, dict]:
+    """The `depthsr compare` tables (results.md's, under #### headings) that `doc` shows between `start` and `end`."""
+    text = doc.read_text().replace("\n#### ", "\n## ")
+    return parse_markdown("\n" + text.split(start, 1)[1].split(end, 1)[0])
+
+
+def _cells_unlike_evaluate(shared: Path, tables: dict, shown: str, method: Method, datasets, norm: str) -> list[str]:
+    """Each of `tables`' cells of the row `shown` on `datasets` that is not what `evaluate(method, ...)` gives to the
+    digit (RMSE and MAE at 3 decimals), as 'dataset xS: shown ..., compare ...'."""
+    wrong = []
+    for dataset in datasets:
+        data = FolderDataset(shared / dataset)
+        for (name, scale), (rmse, mae) in tables[dataset]["cells"].items():
+            if name == shown:
+                res = evaluate(method, data, float(scale), norm=norm, border=data.border)
+                if (rmse, mae) != (f"{res.rmse:.3f}", f"{res.mae:.3f}"):
+                    wrong.append(f"{dataset} x{scale}: shown {rmse} ({mae}), compare {res.rmse:.3f} ({res.mae:.3f})")
+    return wrong
+
+
 def test_model_card_headline_bicubic_rows_are_what_compare_gives(shared):
     """Each bicubic cell of the model card's headline tables is what `depthsr compare` gives today (bicubic is
     the same under norm lr and gt)."""
     from depthsr.methods.baselines import Bicubic
 
-    card = (ROOT / "checkpoints" / "README.md").read_text().replace("\n#### ", "\n## ")
-    tables = parse_markdown("\n" + card.split("## Results", 1)[1].split("## This round", 1)[0])
+    tables = _doc_tables(ROOT / "checkpoints" / "README.md", "## Results", "## This round")
     assert set(tables) == set(PINNED)
-    wrong = []
-    for dataset, table in tables.items():
-        data = FolderDataset(shared / dataset)
-        for (method, scale), (rmse, mae) in table["cells"].items():
-            if method == "bicubic":
-                res = evaluate(Bicubic(), data, float(scale), border=data.border)
-                if (rmse, mae) != (f"{res.rmse:.3f}", f"{res.mae:.3f}"):
-                    wrong.append(f"{dataset} x{scale}: card {rmse} ({mae}), compare {res.rmse:.3f} ({res.mae:.3f})")
+    wrong = _cells_unlike_evaluate(shared, tables, "bicubic", Bicubic(), tables, "lr")
     assert not wrong, wrong
 
 
@@ -747,19 +759,10 @@ def test_readme_compare_tables_are_what_compare_gives_for_the_shipped_model(shar
     out/eval_lr) show today's shipped model: every cell of its small sets is what `evaluate` gives, to the digit."""
     from depthsr.methods.network import resolve_method
 
-    readme = (ROOT / "README.md").read_text().replace("\n#### ", "\n## ")
-    section = readme.split("On the real evaluation pairs of `../shared/data`", 1)[1].split("\n## Protocols", 1)[0]
-    tables = parse_markdown(section)
+    tables = _doc_tables(ROOT / "README.md", "On the real evaluation pairs of `../shared/data`", "\n## Protocols")
     assert set(tables) == set(PINNED)
-    method = resolve_method("default")
-    wrong = []
-    for dataset in ("crops256", "middlebury2003", "nyu_normalized"):  # not rgbdd: 40 pairs x 3 ratios, minutes
-        data = FolderDataset(shared / dataset)
-        for (name, scale), (rmse, mae) in tables[dataset]["cells"].items():
-            if name == "default":
-                res = evaluate(method, data, float(scale), norm="lr", border=data.border)
-                if (rmse, mae) != (f"{res.rmse:.3f}", f"{res.mae:.3f}"):
-                    wrong.append(f"{dataset} x{scale}: README {rmse} ({mae}), compare {res.rmse:.3f} ({res.mae:.3f})")
+    small = ("crops256", "middlebury2003", "nyu_normalized")  # not rgbdd: 40 pairs x 3 ratios, minutes
+    wrong = _cells_unlike_evaluate(shared, tables, "default", resolve_method("default"), small, "lr")
     assert not wrong, wrong
 
 
