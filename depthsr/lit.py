@@ -9,6 +9,7 @@ import torch
 from depthsr.environment import training_environment
 from depthsr.errors import DepthSRError
 from depthsr.evaluate import batch_units, evaluation_step
+from depthsr.losses import LossKind, depth_loss
 from depthsr.methods.method import normalise
 from depthsr.methods.model_file import read_model_file
 from depthsr.methods.network import NetworkMethod
@@ -46,7 +47,8 @@ class DSRModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
         scheduler: 'cosine' (per step, to 1% of lr at the end of training) or 'step' (x0.5 every step_size epochs).
         step_size: epochs per step of the step schedule.
-        loss: 'l1' or 'l2', on depth normalised by the LR input's range, valid pixels only.
+        loss: 'l1', 'l2' or 'rmse' (the mean of per-image RMSE), on depth normalised by the LR input's range, valid
+            pixels only (`depthsr.losses.depth_loss`).
         norm: 'lr' (per-image LR min-max, what a user has) or 'gt' (ground truth's, as published tables do).
         log_images: how many validation images to log as panels per epoch.
         init_weights: a model file (.safetensors, .pt or .ckpt) whose weights the network starts from (weights only:
@@ -57,7 +59,7 @@ class DSRModule(pl.LightningModule):
 
     def __init__(self, model: Literal["paka", "pac", "plain"] = "paka", preset: Literal["small", "base"] = "small",
                  model_kwargs: dict | None = None, lr: float = 2e-4, weight_decay: float = 1e-4,
-                 scheduler: Literal["cosine", "step"] = "cosine", step_size: int = 30, loss: Literal["l1", "l2"] = "l1",
+                 scheduler: Literal["cosine", "step"] = "cosine", step_size: int = 30, loss: LossKind = "l1",
                  norm: Literal["lr", "gt"] = "lr", log_images: int = 2, init_weights: str | None = None,
                  train_only: list[str] | None = None) -> None:
         super().__init__()
@@ -79,9 +81,7 @@ class DSRModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         lr_norm, lo, span = normalise(batch["lr"])
         pred = self.model(lr_norm, batch["rgb"])
-        target, valid = (batch["depth"] - lo) / span, batch["valid"]
-        err = (pred - target)[valid]
-        loss = err.abs().mean() if self.hparams.loss == "l1" else err.square().mean()
+        loss = depth_loss(pred, (batch["depth"] - lo) / span, batch["valid"], self.hparams.loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
         return loss
 

@@ -16,11 +16,14 @@
 # depthsr.models.noise_level): none on a smooth input (there it answers as the network alone), all of it on one as
 # noisy as a sensor's. Each is measured (the default on the evaluation pairs of ../shared/data, bicubic protocol; the
 # tof model on the real ToF pairs of rgbdd under the tof protocol) and exported with its recipe, data and numbers.
-#     scripts/train_default.sh [fit options]
+#     scripts/train_default.sh [--from STAGE CHECKPOINT] [fit options]
+# --from starts at one of the later stages (its config, e.g. configs/default_larger_crops.yaml) from a checkpoint of
+# the stage before it (its last, e.g. a copy of runs/default_model/rooms/.../latest-*.ckpt), and runs the rest.
 # The same bits need the same machine kind and packages: what made the shipped files is in their `source`, and the
 # packages are pinned in scripts/train_default_constraints.txt (`pip install -c <that file> -e .`).
 # Stage 0 itself: `git worktree add /tmp/b21d03f b21d03f && /tmp/b21d03f/scripts/train_default.sh` (36 minutes).
 set -euo pipefail
+CALLER=$PWD  # where relative paths on the command line start
 cd "$(dirname "$0")/.."
 DEPTHSR=${DEPTHSR:-.venv/bin/depthsr}
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -42,14 +45,31 @@ INFERENCE=(--scales 4 8 16 --recipe configs/tof_model.yaml --data "$DATA"
            --consistency 2 --flip-ensemble --self-check  # LR-consistency, mirror average, self-check
            --ratio-range 2 16)  # the first stage's random ratios (the later stages have none)
 GATE=(--clean-gate 0.002 0.003)  # noise levels (fractions of the depth range): see configs/tof_model.yaml
+FROM=""  # the later stage to start at ("": stage 0 and the fine-tune first)
+if [[ ${1:-} == --from ]]; then
+    FROM=${2:-}; from_ckpt=${3:-}; shift $(( $# < 3 ? $# : 3 ))
+    [[ -z $from_ckpt || $from_ckpt == /* ]] || from_ckpt=$CALLER/$from_ckpt
+    [[ " ${LATER[*]} " == *" $FROM "* ]] || { echo "--from: '$FROM' is not a later stage (${LATER[*]})" >&2; exit 2; }
+    [[ -f $from_ckpt ]] || { echo "--from $FROM: '$from_ckpt' is not a checkpoint file" >&2; exit 2; }
+    START=${RUNS[0]}/from.ckpt  # kept beside the run, as stage 0 is
+    kept=$(mktemp)
+    cp "$from_ckpt" "$kept"  # before the run folders, where it may lie, are emptied
+fi
 rm -rf "${RUNS[@]}"
 mkdir -p "${RUNS[@]}"
-"$PYTHON" scripts/stage0.py "$START"  # from the git history, its digest checked
-"$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$START" "$@"
+[[ -z $FROM ]] || mv "$kept" "$START"
 newest() { find "${RUNS[@]}" -name "$1" -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2-; }
-ckpt=$(newest 'best-*.ckpt')  # the fine-tune's best, by the held-out scenes' RMSE
+if [[ -z $FROM ]]; then
+    "$PYTHON" scripts/stage0.py "$START"  # from the git history, its digest checked
+    "$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$START" "$@"
+    ckpt=$(newest 'best-*.ckpt')  # the fine-tune's best, by the held-out scenes' RMSE
+else
+    ckpt=$START
+fi
 for stage in "${LATER[@]}"; do  # each later stage starts where the one before ended
     CONFIGS+=(--config "$stage")
+    if [[ -n $FROM && $stage != "$FROM" ]]; then continue; fi  # a stage before --from's: only its config
+    FROM=""
     "$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$ckpt" "$@"
     ckpt=$(newest 'latest-*.ckpt')  # and ends at its schedule's last step
 done
