@@ -6,7 +6,8 @@
 #      about 9 minutes), then, from where it ended, the same with the Middlebury 2005 pairs also seen downscaled
 #      (configs/default_downscaled.yaml, about 16 minutes), then with procedural rooms seen in perspective added
 #      (configs/default_rooms.yaml, about 10 minutes), then on 176 x 176 crops instead of 128 x 128
-#      (configs/default_larger_crops.yaml, 4048 steps, about 30 minutes).
+#      (configs/default_larger_crops.yaml, 4048 steps, about 30 minutes), then with the mean of per-image RMSE as the
+#      loss instead of L2 (configs/default_rmse_loss.yaml, 1012 steps, about 8 minutes).
 #   3. An input cleaner in front of that network, trained alone (the rest frozen) on every batch under the tof
 #      protocol (configs/tof_model.yaml, about 13 minutes).
 # Both files hold the same weights and run three parameter-free inference steps (`depthsr export --consistency 2
@@ -32,15 +33,16 @@ RUNS=(runs/default_model runs/tof_model)  # the stages' run folders (each config
 START=${RUNS[0]}/stage0.safetensors
 CONFIGS=(--config configs/default_model.yaml)
 LATER=(configs/default_finish.yaml configs/default_downscaled.yaml configs/default_rooms.yaml  # each on top of
-       configs/default_larger_crops.yaml configs/tof_model.yaml)  # those before it
+       configs/default_larger_crops.yaml configs/default_rmse_loss.yaml configs/tof_model.yaml)  # those before it
 DATA="stage 0 (b21d03f): 500 procedural scenes, ../shared/data/middlebury2005 (role: train), bicubic x4/x8/x16, L1; \
 fine-tune: procedural scenes (depthsr.data.synthetic, 3000 at 128 x 128, photo textures from scikit-image, random \
 light), ../shared/data/middlebury2005 (role: train), Middlebury 2014 Motorcycle (bundled with scikit-image); bicubic \
 degradations at x4/x8/x16 (70 %) and random ratios 2-16 (30 %), RGB moved up to 2 px against the depth in 50 % of \
 batches; L2; then 2024 steps at x4/x8/x16 only, and 4048 more with the Middlebury 2005 pairs also downscaled to 1/2, \
 1/3, 1/4 and 1/6 of their size; then 2024 steps with 3000 procedural rooms seen in perspective (depthsr.data.rooms) \
-added; then 4048 steps on 176 x 176 crops (scenes and rooms drawn at that size) instead of 128 x 128; then an \
-input cleaner trained alone (the rest frozen) for 2024 steps, every batch under the tof protocol"
+added; then 4048 steps on 176 x 176 crops (scenes and rooms drawn at that size) instead of 128 x 128; then 1012 \
+steps with the mean of per-image RMSE as the loss; then an input cleaner trained alone (the rest frozen) for 2024 \
+steps, every batch under the tof protocol"
 INFERENCE=(--scales 4 8 16 --recipe configs/tof_model.yaml --data "$DATA"
            --consistency 2 --flip-ensemble --self-check  # LR-consistency, mirror average, self-check
            --ratio-range 2 16)  # the first stage's random ratios (the later stages have none)

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LATER = ["configs/default_finish.yaml", "configs/default_downscaled.yaml", "configs/default_rooms.yaml",
-         "configs/default_larger_crops.yaml", "configs/tof_model.yaml"]
+         "configs/default_larger_crops.yaml", "configs/default_rmse_loss.yaml", "configs/tof_model.yaml"]
 
 # each `fit` leaves a checkpoint in a run folder of its own, numbered
 RECORDER = """#!/usr/bin/env bash
@@ -54,14 +54,14 @@ def test_the_whole_recipe_runs_every_stage_from_the_one_before(tmp_path):
     assert done.returncode == 0, done.stderr
     assert calls[0] == ["scripts/stage0.py", "runs/default_model/stage0.safetensors"]
     fits = [call for call in calls if call[0] == "fit"]
-    assert [_configs(fit) for fit in fits] == [["configs/default_model.yaml", *LATER[:n]] for n in range(6)]
+    assert [_configs(fit) for fit in fits] == [["configs/default_model.yaml", *LATER[:n]] for n in range(7)]
     assert _init(fits[0]) == "runs/default_model/stage0.safetensors"
     assert _init(fits[1]).endswith("runs/default_model/1/best-000.ckpt")  # the fine-tune's best
     assert [_init(fit).split("runs/")[-1] for fit in fits[2:]] == [f"default_model/{n}/latest-000.ckpt"
-                                                                    for n in range(2, 6)]
+                                                                    for n in range(2, 7)]
     assert all(fit[-2:] == ["--trainer.max_steps", "3"] for fit in fits)
-    assert [call[0] for call in calls[7:]] == ["export", "export", "compare", "compare", "export", "export"]
-    assert all(call[call.index("--ckpt") + 1].endswith("default_model/6/latest-000.ckpt") for call in calls[7:]
+    assert [call[0] for call in calls[8:]] == ["export", "export", "compare", "compare", "export", "export"]
+    assert all(call[call.index("--ckpt") + 1].endswith("default_model/7/latest-000.ckpt") for call in calls[8:]
                if call[0] == "export")
 
 
@@ -73,13 +73,13 @@ def test_from_a_later_stage_runs_it_and_the_rest_from_the_checkpoint_given(tmp_p
                        "--seed_everything", "1")
     assert done.returncode == 0, done.stderr
     fits = [call for call in calls if call[0] == "fit"]
-    assert [_configs(fit) for fit in fits] == [["configs/default_model.yaml", *LATER[:4]],
-                                               ["configs/default_model.yaml", *LATER]]
+    assert [_configs(fit) for fit in fits] == [["configs/default_model.yaml", *LATER[:n]] for n in (4, 5, 6)]
     assert (tmp_path / "repo" / _init(fits[0])).read_text() == "the rooms stage's last"  # a copy, kept
-    assert _init(fits[1]).endswith("runs/default_model/1/latest-000.ckpt")
+    assert [_init(fit).split("runs/")[-1] for fit in fits[1:]] == ["default_model/1/latest-000.ckpt",
+                                                                    "default_model/2/latest-000.ckpt"]
     assert all(fit[-2:] == ["--seed_everything", "1"] for fit in fits)
     assert "scripts/stage0.py" not in [call[0] for call in calls]
-    assert [call[0] for call in calls[2:]] == ["export", "export", "compare", "compare", "export", "export"]
+    assert [call[0] for call in calls[3:]] == ["export", "export", "compare", "compare", "export", "export"]
 
 
 @pytest.mark.parametrize("stage, ckpt, message", [

@@ -209,6 +209,7 @@ LATER_STAGES = [
     ("default_downscaled.yaml", {"folder_downscales": [1, 2, 3, 4, 6]}, {}, 4048),
     ("default_rooms.yaml", {"rooms": 3000}, {}, 2024),
     ("default_larger_crops.yaml", {"crop": 176}, {}, 4048),
+    ("default_rmse_loss.yaml", {}, {"loss": "rmse"}, 1012),
     ("tof_model.yaml", {"tof_share": 1.0},
      {"lr": 0.001, "model_kwargs": {"clean_input": True, "consistency": 2}, "train_only": ["cleaner"]}, 2024),
 ]
