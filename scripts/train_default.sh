@@ -7,7 +7,7 @@
 #      (configs/default_downscaled.yaml, about 16 minutes), then with procedural rooms seen in perspective added
 #      (configs/default_rooms.yaml, about 10 minutes), then on 176 x 176 crops instead of 128 x 128
 #      (configs/default_larger_crops.yaml, 4048 steps, about 30 minutes), then with the mean of per-image RMSE as the
-#      loss instead of L2 (configs/default_rmse_loss.yaml, 1012 steps, about 8 minutes).
+#      loss instead of L2 (configs/default_rmse_loss.yaml, 1012 steps, about 9 minutes).
 #   3. An input cleaner in front of that network, trained alone (the rest frozen) on every batch under the tof
 #      protocol (configs/tof_model.yaml, about 13 minutes).
 # Both files hold the same weights and run three parameter-free inference steps (`depthsr export --consistency 2
