@@ -19,7 +19,8 @@
 # tof model on the real ToF pairs of rgbdd under the tof protocol) and exported with its recipe, data and numbers.
 #     scripts/train_default.sh [--from STAGE CHECKPOINT] [fit options]
 # --from starts at one of the later stages (its config, e.g. configs/default_larger_crops.yaml) from a checkpoint of
-# the stage before it (its last, e.g. a copy of runs/default_model/rooms/.../latest-*.ckpt), and runs the rest.
+# the stage before it (its last, e.g. runs/default_model/rooms/.../latest-*.ckpt: the script keeps a copy of it in
+# runs/default_model/from.ckpt, as it empties the run folders first), and runs the rest.
 # The same bits need the same machine kind and packages: what made the shipped files is in their `source`, and the
 # packages are pinned in scripts/train_default_constraints.txt (`pip install -c <that file> -e .`).
 # Stage 0 itself: `git worktree add /tmp/b21d03f b21d03f && /tmp/b21d03f/scripts/train_default.sh` (36 minutes).
