@@ -60,13 +60,13 @@ if [[ ${1:-} == --from ]]; then
 fi
 rm -rf "${RUNS[@]}"
 mkdir -p "${RUNS[@]}"
-[[ -z $FROM ]] || mv "$kept" "$START"
 newest() { find "${RUNS[@]}" -name "$1" -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2-; }
 if [[ -z $FROM ]]; then
     "$PYTHON" scripts/stage0.py "$START"  # from the git history, its digest checked
     "$DEPTHSR" fit "${CONFIGS[@]}" --model.init_weights "$START" "$@"
     ckpt=$(newest 'best-*.ckpt')  # the fine-tune's best, by the held-out scenes' RMSE
 else
+    mv "$kept" "$START"
     ckpt=$START
 fi
 for stage in "${LATER[@]}"; do  # each later stage starts where the one before ended
